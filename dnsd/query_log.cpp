@@ -1,0 +1,91 @@
+#include "dnsd/query_log.h"
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+namespace dnsd {
+
+std::string_view rcode_name(std::uint16_t rcode) {
+  static constexpr std::string_view kNames[] = {"NOERROR", "FORMERR",  "SERVFAIL", "NXDOMAIN",
+                                                "NOTIMP",  "REFUSED",  "YXDOMAIN", "YXRRSET",
+                                                "NXRRSET", "NOTAUTH",  "NOTZONE"};
+  if (rcode < std::size(kNames)) return kNames[rcode];
+  if (rcode == 16) return "BADVERS";
+  return "RCODE";
+}
+
+std::string json_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u >= 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+void append_string_or_null(std::string& line, std::string_view key, std::string_view v) {
+  line += ",\"";
+  line += key;
+  line += "\":";
+  if (v.empty()) {
+    line += "null";
+  } else {
+    line += '"';
+    line += json_escape(v);
+    line += '"';
+  }
+}
+
+}  // namespace
+
+void log_query(const QueryLogEntry& e) {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t secs = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char ts[64];
+  std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms.count()));
+
+  std::string line = "{\"ts\":\"";
+  line += ts;
+  line += '"';
+  append_string_or_null(line, "client", e.client);
+  append_string_or_null(line, "proto", e.proto);
+  append_string_or_null(line, "name", e.name);
+  append_string_or_null(line, "type", e.type);
+  append_string_or_null(line, "verdict", e.verdict);
+  append_string_or_null(line, "rule", e.rule);
+  std::string rc(rcode_name(e.rcode));
+  if (rc == "RCODE") rc += std::to_string(e.rcode);
+  append_string_or_null(line, "rcode", rc);
+  append_string_or_null(line, "cache", e.cache);
+  line += ",\"upstream_ms\":";
+  if (e.upstream_ms) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3f", *e.upstream_ms);
+    line += buf;
+  } else {
+    line += "null";
+  }
+  line += "}\n";
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  std::fflush(stdout);
+}
+
+}  // namespace dnsd

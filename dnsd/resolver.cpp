@@ -1,0 +1,256 @@
+#include "dnsd/resolver.h"
+
+#include <limits>
+
+#include <spdlog/spdlog.h>
+
+#include "dnsd/query_log.h"
+
+namespace dnsd {
+
+namespace dns = egress::dns;
+
+namespace {
+
+constexpr std::size_t kMaxTcpMessage = 65535;  // the 2-octet length prefix (RFC 1035 §4.2.2)
+constexpr std::uint32_t kNoTtlCap = std::numeric_limits<std::uint32_t>::max();
+
+bool cacheable(const dns::PreparedAnswer& a) {
+  // Only answers that say something about the name: SERVFAIL/REFUSED say something about the
+  // upstream, and a truncated answer is incomplete.
+  return !a.truncated && (a.rcode == dns::rcode::NoError || a.rcode == dns::rcode::NXDomain);
+}
+
+std::string_view error_verdict(dns::QueryError e) {
+  switch (e) {
+    case dns::QueryError::FormErr: return "formerr";
+    case dns::QueryError::NotImp: return "notimp";
+    case dns::QueryError::BadVers: return "badvers";
+    case dns::QueryError::Drop: break;
+  }
+  return "drop";
+}
+
+std::string display_name(const dns::Query& q, const std::optional<std::string>& host) {
+  if (!host) return q.qname.to_text();
+  return host->empty() ? std::string(".") : *host;
+}
+
+}  // namespace
+
+Resolver::Resolver(boost::asio::io_context& io, const Config& config,
+                   std::shared_ptr<const Allowlist> allowlist, Upstream& upstream,
+                   Installer& installer)
+    : io_(io),
+      config_(config),
+      allowlist_(std::move(allowlist)),
+      upstream_(upstream),
+      installer_(installer),
+      cache_(config.cache_max_entries, config.cache_max_bytes, config.cache_max_ttl) {}
+
+std::string ClientInfo::to_string() const {
+  return address.is_v6() ? "[" + address.to_string() + "]:" + std::to_string(port)
+                         : address.to_string() + ":" + std::to_string(port);
+}
+
+Resolver::Outcome Resolver::handle(std::span<const std::uint8_t> packet, const ClientInfo& client,
+                                   std::vector<std::uint8_t>& out,
+                                   const std::function<Reply()>& defer) {
+  ++stats_.queries;
+  const dns::QueryParse parsed = dns::parse_query(packet);
+  if (!parsed.query) {
+    if (parsed.error == dns::QueryError::Drop) {
+      ++stats_.dropped;
+      spdlog::debug("dropped a packet from {}: {}", client.to_string(), parsed.reason);
+      return Outcome::Drop;
+    }
+    out = dns::make_error_reply(packet, parsed.error);
+    if (out.empty()) return Outcome::Drop;
+    ++stats_.malformed;
+    log(client, nullptr, error_verdict(parsed.error), "", out, "", std::nullopt);
+    return Outcome::Reply;
+  }
+  const dns::Query& q = *parsed.query;
+  const std::size_t limit = client.tcp ? kMaxTcpMessage : dns::udp_limit(q, config_.udp_max_size);
+
+  // Only the Internet class is forwarded; zone transfers are not a forwarder's business.
+  if (q.qclass != dns::qclass::IN || q.qtype == dns::type::AXFR || q.qtype == dns::type::IXFR) {
+    const std::string text = q.qclass != dns::qclass::IN
+                                 ? "egress: only class IN is served"
+                                 : "egress: zone transfers are not served";
+    out = dns::make_synthetic(q, packet, {.rcode = dns::rcode::Refused,
+                                          .ede_code = dns::ede::Prohibited,
+                                          .ede_text = text});
+    log(client, &q, "refused", "", out, "", std::nullopt);
+    return Outcome::Reply;
+  }
+
+  const std::optional<std::string> host = q.qname.hostname();
+  const AllowEntry* rule = host ? allowlist_->match(*host) : nullptr;
+  if (rule == nullptr) {
+    ++stats_.denied;
+    const std::string name = display_name(q, host);
+    deny(q, packet,
+         host ? "egress policy: " + name + " not in allowlist"
+              : "egress policy: " + name + " is not a hostname",
+         out);
+    log(client, &q, "deny", "", out, "", std::nullopt);
+    return Outcome::Reply;
+  }
+  ++stats_.allowed;
+
+  std::string key = cache_key(q);
+  if (auto hit = cache_.lookup(key, Clock::now())) {
+    ++stats_.cache_hits;
+    dns::render_answer(*hit->answer, q, packet, hit->age, kNoTtlCap, limit, out);
+    log(client, &q, "allow", rule->pattern, out, "hit", std::nullopt);
+    return Outcome::Reply;
+  }
+
+  Waiter w{std::vector<std::uint8_t>(packet.begin(), packet.end()), q, client, limit, false,
+           nullptr};
+  if (const auto it = inflight_.find(key); it != inflight_.end()) {
+    ++stats_.coalesced;
+    w.coalesced = true;
+    w.reply = defer();
+    it->second->waiters.push_back(std::move(w));
+    return Outcome::Pending;
+  }
+  if (inflight_.size() >= config_.max_pending) {
+    ++stats_.overload;
+    out = dns::make_synthetic(q, packet, {.rcode = dns::rcode::ServFail,
+                                          .ede_code = dns::ede::Other,
+                                          .ede_text = "egress: too many queries in flight"});
+    log(client, &q, "overload", rule->pattern, out, "", std::nullopt);
+    return Outcome::Reply;
+  }
+
+  auto f = std::make_unique<Inflight>(io_);
+  f->id = next_id_++;
+  f->hostname = *host;
+  f->rule = rule->pattern;
+  f->started = Clock::now();
+  w.reply = defer();
+  f->waiters.push_back(std::move(w));
+  Inflight& ref = *f;
+  const auto [pos, inserted] = inflight_.emplace(std::move(key), std::move(f));
+  start_upstream(pos->first, ref, q);  // may finish (and erase) before it returns
+  return Outcome::Pending;
+}
+
+void Resolver::start_upstream(const std::string& key, Inflight& f, const dns::Query& q) {
+  ++stats_.upstream_sent;
+  const std::uint64_t id = f.id;
+  f.deadline.expires_after(config_.upstream_timeout);
+  f.deadline.async_wait([this, key, id](const boost::system::error_code& ec) {
+    if (ec) return;
+    finish(key, id, nullptr, dns::ede::NoReachableAuthority,
+           "egress: no upstream answer within " +
+               std::to_string(config_.upstream_timeout.count()) + " ms");
+  });
+  const std::vector<std::uint8_t> query = dns::make_upstream_query(q);
+  upstream_.send(query, [this, key, id](int status, std::span<const std::uint8_t> answer) {
+    on_upstream(key, id, status, answer);
+  });
+}
+
+void Resolver::on_upstream(const std::string& key, std::uint64_t id, int status,
+                           std::span<const std::uint8_t> answer) {
+  const auto it = inflight_.find(key);
+  if (it == inflight_.end() || it->second->id != id) return;  // the deadline answered already
+  if (status != ARES_SUCCESS) {
+    finish(key, id, nullptr, dns::ede::NoReachableAuthority,
+           std::string("egress: upstream failed: ") + ares_strerror(status));
+    return;
+  }
+  dns::AnswerParse parsed = dns::prepare_answer(answer, it->second->waiters.front().query);
+  if (!parsed.answer) {
+    spdlog::warn("upstream answer for {} rejected: {}", it->second->hostname, parsed.reason);
+    finish(key, id, nullptr, dns::ede::NetworkError,
+           std::string("egress: upstream answer rejected: ") + parsed.reason);
+    return;
+  }
+  auto prepared = std::make_shared<const dns::PreparedAnswer>(std::move(*parsed.answer));
+  installer_.install(prepared->addresses, [this, key, id, prepared](std::error_code ec) {
+    if (ec) {
+      spdlog::error("installing the addresses of {} failed: {}", key, ec.message());
+      finish(key, id, nullptr, dns::ede::Other, "egress: installing addresses failed");
+      return;
+    }
+    finish(key, id, prepared, 0, "");
+  });
+}
+
+void Resolver::finish(const std::string& key, std::uint64_t id,
+                      std::shared_ptr<const dns::PreparedAnswer> answer, std::uint16_t ede_code,
+                      const std::string& error) {
+  const auto it = inflight_.find(key);
+  if (it == inflight_.end() || it->second->id != id) return;
+  std::unique_ptr<Inflight> f = std::move(it->second);
+  inflight_.erase(it);
+  f->deadline.cancel();
+
+  const auto now = Clock::now();
+  const double ms = std::chrono::duration<double, std::milli>(now - f->started).count();
+  if (answer && cacheable(*answer)) cache_.insert(key, f->hostname, answer, now);
+  if (!answer) {
+    ++stats_.servfail;
+    spdlog::debug("SERVFAIL for {}: {}", f->hostname, error);
+  }
+
+  std::vector<std::uint8_t> out;
+  for (Waiter& w : f->waiters) {
+    if (answer) {
+      dns::render_answer(*answer, w.query, w.packet, 0, kNoTtlCap, w.limit, out);
+    } else {
+      out = dns::make_synthetic(w.query, w.packet, {.rcode = dns::rcode::ServFail,
+                                                    .ede_code = ede_code,
+                                                    .ede_text = error});
+    }
+    log(w.client, &w.query, "allow", f->rule, out,
+        w.coalesced ? "coalesced" : "miss", ms);
+    w.reply(out);
+  }
+}
+
+void Resolver::deny(const dns::Query& q, std::span<const std::uint8_t> packet,
+                    const std::string& text, std::vector<std::uint8_t>& out) {
+  dns::Synthetic s{.ede_code = dns::ede::Blocked, .ede_text = text};
+  if (config_.deny == DenyMode::NXDomain) {
+    s.rcode = dns::rcode::NXDomain;
+    s.negative_soa = true;
+    s.negative_ttl = config_.negative_ttl;
+  } else {
+    s.rcode = dns::rcode::Refused;
+  }
+  out = dns::make_synthetic(q, packet, s);
+}
+
+void Resolver::set_allowlist(std::shared_ptr<const Allowlist> allowlist) {
+  allowlist_ = std::move(allowlist);
+  const std::size_t dropped =
+      cache_.erase_if([this](std::string_view host) { return allowlist_->match(host) == nullptr; });
+  if (dropped > 0) spdlog::info("dropped {} cached answers of names no longer allowed", dropped);
+}
+
+void Resolver::log(const ClientInfo& c, const dns::Query* q, std::string_view verdict,
+                   std::string_view rule, std::span<const std::uint8_t> reply,
+                   std::string_view cache, std::optional<double> upstream_ms) const {
+  if (!config_.log_queries) return;
+  std::uint16_t rc = reply.size() >= dns::kHeaderSize ? (reply[3] & 0x0F) : 0;
+  if (verdict == "badvers") rc = dns::rcode::BadVers;
+  const std::string name = q ? q->qname.to_text() : std::string();
+  const std::string type = q ? dns::type_name(q->qtype) : std::string();
+  const std::string client = c.to_string();
+  log_query({.client = client,
+             .proto = c.tcp ? "tcp" : "udp",
+             .name = name,
+             .type = type,
+             .verdict = verdict,
+             .rule = rule,
+             .rcode = rc,
+             .cache = cache,
+             .upstream_ms = upstream_ms});
+}
+
+}  // namespace dnsd
