@@ -27,7 +27,8 @@ enum class DenyMode { NXDomain, Refused };
 enum class NftMode { Enforce, Sets, Off };
 
 struct Config {
-  std::vector<Endpoint> listen;     // default 127.0.0.1:53 and [::1]:53
+  std::vector<Endpoint> listen{{boost::asio::ip::address_v4::loopback(), 53},
+                              {boost::asio::ip::address_v6::loopback(), 53}};
   std::vector<Endpoint> upstreams;  // empty: the nameservers of /etc/resolv.conf
   std::string allowlist = "/etc/egress/allowlist.yaml";
   DenyMode deny = DenyMode::NXDomain;
