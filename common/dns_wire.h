@@ -97,7 +97,9 @@ class Name {
 // The one bounded cursor over a message. Every read checks `n > remaining()` first.
 class Reader {
  public:
-  explicit Reader(std::span<const std::uint8_t> msg, std::size_t pos = 0) : msg_(msg), pos_(pos) {}
+  // A start beyond the end reads as the end, so remaining() never wraps.
+  explicit Reader(std::span<const std::uint8_t> msg, std::size_t pos = 0)
+      : msg_(msg), pos_(pos < msg.size() ? pos : msg.size()) {}
 
   std::optional<std::uint8_t> u8();
   std::optional<std::uint16_t> u16();
@@ -106,7 +108,8 @@ class Reader {
   bool skip(std::size_t n);
   std::optional<Header> header();
   // Reads a (possibly compressed, RFC 1035 §4.1.4) name at the cursor. Pointers must point
-  // strictly backwards and at most kMaxPointerJumps are followed, so loops end. The cursor moves
+  // strictly backwards, never into the 12-octet header, and at most kMaxPointerJumps are
+  // followed, so loops end. The cursor moves
   // past the name's bytes in place (up to and including the first pointer).
   std::optional<Name> name();
 
@@ -188,7 +191,8 @@ struct Synthetic {
   // "hostmaster.egress.".
   bool negative_soa = false;
   std::uint32_t negative_ttl = 10;
-  // RFC 8914 option, sent only when the query had EDNS.
+  // RFC 8914 option, sent only when the query had EDNS. The text is cut (on a UTF-8 character
+  // boundary) so that the whole reply fits in 512 octets.
   std::optional<std::uint16_t> ede_code;
   std::string_view ede_text;
 };
@@ -198,8 +202,9 @@ struct Synthetic {
 std::vector<std::uint8_t> make_synthetic(const Query& q, std::span<const std::uint8_t> packet,
                                          const Synthetic& s);
 
-// The query dnsd sends upstream for q: ID 0 (c-ares sets its own), RD=1, CD copied, the name in
-// lowercase, an OPT with our UDP size and DO copied.
+// The query dnsd sends upstream for q: ID 0 (c-ares sets its own), RD=1, AD=1 (RFC 6840 §5.7:
+// report validation without DO), CD copied, the name in lowercase, an OPT with our UDP size and
+// DO copied.
 std::vector<std::uint8_t> make_upstream_query(const Query& q);
 
 // An address from the answer section (the whole CNAME chain's A/AAAA records).
@@ -239,7 +244,8 @@ AnswerParse prepare_answer(std::span<const std::uint8_t> upstream, const Query& 
 // RD/CD bits; each TTL lowered by `age` seconds (not below 0) and capped at `ttl_cap`; AD kept
 // only if the client set AD or DO; an OPT (our UDP size, DO echoed) when the client sent EDNS.
 // If the result would exceed `limit` octets, writes header + question (+ OPT) with TC=1 instead
-// (RFC 2181 §9).
+// (RFC 2181 §9). If `a` is not an answer to q's question (a caller's mistake: the client's
+// question bytes would not fit its offsets), writes a SERVFAIL with q's question instead.
 void render_answer(const PreparedAnswer& a, const Query& q, std::span<const std::uint8_t> packet,
                    std::uint32_t age, std::uint32_t ttl_cap, std::size_t limit,
                    std::vector<std::uint8_t>& out);
