@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/config_error.h"
+#include "common/yaml_load.h"
 
 namespace dnsd {
 
@@ -29,30 +30,6 @@ using egress::fail_at;
 // trailing dot.
 constexpr std::size_t kMaxLabel = 63;
 constexpr std::size_t kMaxName = 253;
-// Values are echoed in messages; a pasted blob should not become a kilobyte-long log line.
-constexpr std::size_t kMaxQuoted = 80;
-
-std::string quoted(std::string_view s) {
-  std::string out = "\"";
-  std::size_t n = std::min(s.size(), kMaxQuoted);
-  // Do not cut a UTF-8 sequence in half.
-  while (n < s.size() && n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0) == 0x80) --n;
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7f) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02x", c);
-      out += hex;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (n < s.size()) out += "...";
-  return out + "\"";
-}
 
 std::string char_name(char ch) {
   const auto c = static_cast<unsigned char>(ch);
@@ -62,19 +39,6 @@ std::string char_name(char ch) {
     return std::string("'") + hex + "'";
   }
   return std::string("'") + ch + "'";
-}
-
-const char* kind(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a map";
-    case YAML::NodeType::Scalar:
-      return "a string";
-    default:
-      return "empty";
-  }
 }
 
 // yaml-cpp gives an empty block entry ("-" and nothing after it) the position of the token that
@@ -113,84 +77,6 @@ YAML::Mark empty_entry_mark(std::string_view text, const YAML::Mark& next) {
   return next;
 }
 
-// DocumentScan, char_at and load_document are the same in dnsd/config.cpp: no header owns them yet.
-
-// The first event of each document, and whether the document holds more than an empty node.
-class DocumentScan : public YAML::EventHandler {
- public:
-  YAML::Mark mark = YAML::Mark::null_mark();
-  bool has_content = false;
-
-  void OnDocumentStart(const YAML::Mark&) override {}
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { note(m, false); }
-  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { note(m, true); }
-  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
-                const std::string&) override {
-    note(m, true);
-  }
-  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {
-    note(m, true);
-  }
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {
-    note(m, true);
-  }
-  void OnMapEnd() override {}
-
- private:
-  void note(const YAML::Mark& m, bool content) {
-    if (mark.is_null()) mark = m;
-    has_content = has_content || content;
-  }
-};
-
-// "','" for the byte at a mark (columns count bytes; line 1 does not count a BOM).
-std::string char_at(std::string_view text, const YAML::Mark& m) {
-  std::size_t pos = 0;
-  for (int line = 0; line < m.line && pos != std::string_view::npos; ++line) {
-    pos = text.find('\n', pos);
-    if (pos != std::string_view::npos) ++pos;
-  }
-  if (pos == 0 && text.starts_with("\xEF\xBB\xBF")) pos = 3;
-  if (pos == std::string_view::npos || m.column < 0) return "character";
-  pos += static_cast<std::size_t>(m.column);
-  if (pos >= text.size() || text[pos] < '!' || text[pos] > '~') return "character";
-  return std::string("'") + text[pos] + "'";
-}
-
-// One YAML document, or ConfigError at the syntax error. yaml-cpp 0.7 leaves a token that
-// cannot start a node (a top-level ',') unconsumed and reports an empty document for it, again
-// and again: LoadAll never returns and Load ignores the rest of the file. So the documents' events
-// are walked first, and a document that starts where the previous one did is a syntax error.
-YAML::Node load_document(std::string_view text, const std::string& source) {
-  const std::string copy(text);
-  try {
-    std::istringstream in(copy);
-    YAML::Parser parser(in);
-    YAML::Mark previous = YAML::Mark::null_mark();
-    for (int index = 0;; ++index) {
-      DocumentScan doc;
-      if (!parser.HandleNextDocument(doc)) break;
-      const bool advanced = previous.is_null() || doc.mark.line > previous.line ||
-                            (doc.mark.line == previous.line && doc.mark.column > previous.column);
-      if (!advanced)
-        fail_at(source, doc.mark, "invalid YAML: unexpected " + char_at(text, doc.mark));
-      if (index > 0 && doc.has_content) fail_at(source, doc.mark, "more than one YAML document");
-      previous = doc.mark;
-    }
-    return YAML::Load(copy);
-  } catch (const YAML::Exception& e) {
-    std::string msg = "invalid YAML: " + e.msg;
-    // A plain "- *.example.com" is a YAML alias, the likeliest cause of this message here.
-    if (e.msg == YAML::ErrorMsg::UNKNOWN_ANCHOR)
-      msg += " (quote entries that start with '*': \"*.example.com\")";
-    fail_at(source, e.mark, msg);
-  }
-}
-
 bool is_ip_literal(const std::string& s) {
   unsigned char buf[sizeof(in6_addr)];
   return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
@@ -205,7 +91,7 @@ struct Normalized {
 Normalized normalize_domain(const std::string& pattern, const YAML::Node& node,
                             const std::string& source) {
   const auto fail = [&](const std::string& why) {
-    fail_at(source, node, "invalid domain " + quoted(pattern) + ": " + why);
+    fail_at(source, node, "invalid domain " + egress::quoted(pattern) + ": " + why);
   };
   Normalized out;
   std::string s = pattern;
@@ -252,7 +138,8 @@ Normalized normalize_domain(const std::string& pattern, const YAML::Node& node,
     const std::string_view label =
         std::string_view(s).substr(start, dot == std::string::npos ? dot : dot - start);
     if (label.empty()) fail("empty label");
-    if (label.size() > kMaxLabel) fail("label " + quoted(label) + " is longer than 63 octets");
+    if (label.size() > kMaxLabel)
+      fail("label " + egress::quoted(label) + " is longer than 63 octets");
     for (char c : label) {
       const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
       if (!ok) fail("invalid character " + char_name(c));
@@ -274,7 +161,7 @@ YAML::Node sequence_of(const YAML::Node& value, const std::string& name,
                        const std::string& source) {
   if (value.IsNull()) return YAML::Node();  // iterates as empty
   if (!value.IsSequence()) {
-    fail_at(source, value, name + " must be a list, not " + std::string(kind(value)));
+    fail_at(source, value, name + " must be a list, not " + std::string(egress::node_kind(value)));
   }
   return value;
 }
@@ -302,7 +189,7 @@ std::shared_ptr<const Allowlist> Allowlist::parse(std::string_view yaml,
   list->source_ = source;
   list->digest_ = fnv1a64_hex(yaml);
 
-  const YAML::Node root = load_document(yaml, source);
+  const YAML::Node root = egress::load_yaml(yaml, source);
   try {
     if (!root.IsDefined() || root.IsNull()) {
       // An empty file is more often a half-written one than a policy; keep the old one.
@@ -312,7 +199,7 @@ std::shared_ptr<const Allowlist> Allowlist::parse(std::string_view yaml,
     if (!root.IsMap()) {
       fail_at(source, root,
               "the allowlist must be a map with domains: and networks:, not " +
-                  std::string(kind(root)));
+                  std::string(egress::node_kind(root)));
     }
     // Default-constructed nodes hold nothing, so assigning shares the document's node (a YAML::Node
     // that holds a value would instead be rebound to the assigned one).
@@ -327,11 +214,12 @@ std::shared_ptr<const Allowlist> Allowlist::parse(std::string_view yaml,
       const std::string& k = key.Scalar();
       if (k == "domains" || k == "networks") {
         bool& seen = k == "domains" ? seen_domains : seen_networks;
-        if (seen) fail_at(source, key, "duplicate key " + quoted(k));
+        if (seen) fail_at(source, key, "duplicate key " + egress::quoted(k));
         seen = true;
         (k == "domains" ? domains : networks) = sequence_of(it->second, k, source);
       } else {
-        fail_at(source, key, "unknown key " + quoted(k) + " (expected domains or networks)");
+        fail_at(source, key,
+                "unknown key " + egress::quoted(k) + " (expected domains or networks)");
       }
     }
 
@@ -342,7 +230,8 @@ std::shared_ptr<const Allowlist> Allowlist::parse(std::string_view yaml,
       }
       if (!entry.IsScalar()) {
         fail_at(source, entry,
-                "invalid entry in domains: expected a name, not " + std::string(kind(entry)));
+                "invalid entry in domains: expected a name, not " +
+                    std::string(egress::node_kind(entry)));
       }
       const Normalized n = normalize_domain(entry.Scalar(), entry, source);
       auto& index = n.wildcard ? list->wildcard_ : list->exact_;
@@ -361,7 +250,8 @@ std::shared_ptr<const Allowlist> Allowlist::parse(std::string_view yaml,
       }
       if (!entry.IsScalar()) {
         fail_at(source, entry,
-                "invalid entry in networks: expected a network, not " + std::string(kind(entry)));
+                "invalid entry in networks: expected a network, not " +
+                    std::string(egress::node_kind(entry)));
       }
       egress::CidrParse parsed = egress::parse_cidr(entry.Scalar());
       if (!parsed.cidr) fail_at(source, entry, parsed.error);

@@ -4,6 +4,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <boost/asio/ip/address_v4.hpp>
+#include <boost/asio/ip/address_v6.hpp>
 #include <charconv>
 #include <cstdio>
 #include <initializer_list>
@@ -14,10 +16,8 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/ip/address_v4.hpp>
-#include <boost/asio/ip/address_v6.hpp>
-
 #include "common/config_error.h"
+#include "common/yaml_load.h"
 
 namespace dnsd {
 
@@ -25,8 +25,6 @@ namespace {
 
 using egress::fail_at;
 
-// Values are echoed in messages; a pasted blob should not become a kilobyte-long log line.
-constexpr std::size_t kMaxQuoted = 80;
 // Longest endpoint text: a full IPv6 address with a scope name, brackets and a port.
 constexpr std::size_t kMaxEndpointText = 128;
 
@@ -67,27 +65,6 @@ constexpr std::initializer_list<const char*> kTcpKeys = {"max_connections", "idl
 constexpr std::initializer_list<const char*> kNftKeys = {"mode", "table"};
 constexpr std::initializer_list<const char*> kLogLevels = {"trace", "debug", "info", "warn",
                                                            "error"};
-
-std::string quoted(std::string_view s) {
-  std::string out = "\"";
-  std::size_t n = std::min(s.size(), kMaxQuoted);
-  while (n < s.size() && n > 0 && (static_cast<unsigned char>(s[n]) & 0xc0) == 0x80) --n;
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7f) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02x", c);
-      out += hex;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (n < s.size()) out += "...";
-  return out + "\"";
-}
 
 // "a, b or c"
 std::string one_of(std::initializer_list<const char*> names) {
@@ -141,7 +118,8 @@ class Reader {
   Config read(const YAML::Node& root) {
     if (!root.IsDefined() || root.IsNull()) return std::move(c_);  // an empty file: defaults
     if (!root.IsMap()) {
-      fail_at(source_, root, "the config must be a map of settings, not " + kind(root));
+      fail_at(source_, root,
+              "the config must be a map of settings, not " + std::string(egress::node_kind(root)));
     }
     for_each_key(root, "", kTopKeys,
                  [&](const std::string& k, const YAML::Node& key, const YAML::Node& v) {
@@ -151,31 +129,19 @@ class Reader {
   }
 
  private:
-  static std::string kind(const YAML::Node& n) {
-    switch (n.Type()) {
-      case YAML::NodeType::Sequence:
-        return "a list";
-      case YAML::NodeType::Map:
-        return "a map";
-      case YAML::NodeType::Scalar:
-        return "a string";
-      default:
-        return "empty";
-    }
-  }
-
   // `value` is not what `name` takes. A missing value is reported at its key: yaml-cpp places an
   // empty node at whatever token follows, often the next line.
   [[noreturn]] void bad(const YAML::Node& key, const YAML::Node& value, const std::string& name,
                         const std::string& expected) const {
     if (value.IsScalar()) {
       fail_at(source_, value,
-              "invalid value " + quoted(value.Scalar()) + " for " + name + ": " + expected);
+              "invalid value " + egress::quoted(value.Scalar()) + " for " + name + ": " + expected);
     }
     if (!value.IsDefined() || value.IsNull()) {
       fail_at(source_, key, "missing value for " + name + ": " + expected);
     }
-    fail_at(source_, value, "invalid value for " + name + ": " + expected + ", not " + kind(value));
+    fail_at(source_, value,
+            "invalid value for " + name + ": " + expected + ", not " + egress::node_kind(value));
   }
 
   template <class F>
@@ -193,7 +159,7 @@ class Reader {
           std::any_of(known.begin(), known.end(), [&](const char* n) { return k == n; });
       if (!is_known) fail_at(source_, key, unknown_key(k, where, known));
       if (std::find(seen.begin(), seen.end(), k) != seen.end()) {
-        fail_at(source_, key, "duplicate key " + quoted(k) + where);
+        fail_at(source_, key, "duplicate key " + egress::quoted(k) + where);
       }
       seen.push_back(k);
       handle(k, key, it->second);
@@ -213,9 +179,10 @@ class Reader {
       }
     }
     if (best != nullptr && k.size() > 2) {
-      return "unknown key " + quoted(k) + where + " (did you mean " + quoted(best) + "?)";
+      return "unknown key " + egress::quoted(k) + where + " (did you mean " + egress::quoted(best) +
+             "?)";
     }
-    return "unknown key " + quoted(k) + where + " (expected " + one_of(known) + ")";
+    return "unknown key " + egress::quoted(k) + where + " (expected " + one_of(known) + ")";
   }
 
   template <class T>
@@ -370,87 +337,11 @@ class Reader {
   Config c_;
 };
 
-// DocumentScan, char_at and load_document are the same in dnsd/allowlist.cpp: no header owns them
-// yet.
-
-// The first event of each document, and whether the document holds more than an empty node.
-class DocumentScan : public YAML::EventHandler {
- public:
-  YAML::Mark mark = YAML::Mark::null_mark();
-  bool has_content = false;
-
-  void OnDocumentStart(const YAML::Mark&) override {}
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { note(m, false); }
-  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { note(m, true); }
-  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
-                const std::string&) override {
-    note(m, true);
-  }
-  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {
-    note(m, true);
-  }
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {
-    note(m, true);
-  }
-  void OnMapEnd() override {}
-
- private:
-  void note(const YAML::Mark& m, bool content) {
-    if (mark.is_null()) mark = m;
-    has_content = has_content || content;
-  }
-};
-
-// "','" for the byte at a mark (columns count bytes; line 1 does not count a BOM).
-std::string char_at(std::string_view text, const YAML::Mark& m) {
-  std::size_t pos = 0;
-  for (int line = 0; line < m.line && pos != std::string_view::npos; ++line) {
-    pos = text.find('\n', pos);
-    if (pos != std::string_view::npos) ++pos;
-  }
-  if (pos == 0 && text.starts_with("\xEF\xBB\xBF")) pos = 3;
-  if (pos == std::string_view::npos || m.column < 0) return "character";
-  pos += static_cast<std::size_t>(m.column);
-  if (pos >= text.size() || text[pos] < '!' || text[pos] > '~') return "character";
-  return std::string("'") + text[pos] + "'";
-}
-
-// One YAML document, or ConfigError at the syntax error. yaml-cpp 0.7 leaves a token that
-// cannot start a node (a top-level ',') unconsumed and reports an empty document for it, again
-// and again: LoadAll never returns and Load ignores the rest of the file. So the documents' events
-// are walked first, and a document that starts where the previous one did is a syntax error.
-YAML::Node load_document(std::string_view text, const std::string& source) {
-  const std::string copy(text);
-  try {
-    std::istringstream in(copy);
-    YAML::Parser parser(in);
-    YAML::Mark previous = YAML::Mark::null_mark();
-    for (int index = 0;; ++index) {
-      DocumentScan doc;
-      if (!parser.HandleNextDocument(doc)) break;
-      const bool advanced = previous.is_null() || doc.mark.line > previous.line ||
-                            (doc.mark.line == previous.line && doc.mark.column > previous.column);
-      if (!advanced)
-        fail_at(source, doc.mark, "invalid YAML: unexpected " + char_at(text, doc.mark));
-      if (index > 0 && doc.has_content) fail_at(source, doc.mark, "more than one YAML document");
-      previous = doc.mark;
-    }
-    return YAML::Load(copy);
-  } catch (const YAML::Exception& e) {
-    std::string msg = "invalid YAML: " + e.msg;
-    fail_at(source, e.mark, msg);
-  }
-}
-
 void check_range(const std::string& source, const IntRange& r, std::int64_t value) {
   if (value < 0 || static_cast<std::uint64_t>(value) < r.min ||
       static_cast<std::uint64_t>(value) > r.max) {
-    throw egress::ConfigError(source, "invalid value " + quoted(std::to_string(value)) + " for " +
-                                          r.key + ": " + range_text(r));
+    throw egress::ConfigError(source, "invalid value " + egress::quoted(std::to_string(value)) +
+                                          " for " + r.key + ": " + range_text(r));
   }
 }
 
@@ -512,7 +403,7 @@ std::optional<Endpoint> parse_endpoint(std::string_view text, std::uint16_t defa
 }
 
 Config parse_config(std::string_view yaml, const std::string& source, Config base) {
-  const YAML::Node root = load_document(yaml, source);
+  const YAML::Node root = egress::load_yaml(yaml, source);
   try {
     return Reader(source, std::move(base)).read(root);
   } catch (const YAML::Exception& e) {
@@ -538,12 +429,12 @@ void validate(const Config& c, const std::string& source) {
   check_range(source, kTcpMaxPipelined, static_cast<std::int64_t>(c.tcp_max_pipelined));
   check_range(source, kUdpMaxSize, c.udp_max_size);
   if (!valid_log_level(c.log_level)) {
-    throw egress::ConfigError(source, "invalid value " + quoted(c.log_level) +
+    throw egress::ConfigError(source, "invalid value " + egress::quoted(c.log_level) +
                                           " for log_level: expected " + one_of(kLogLevels));
   }
   if (!valid_nft_name(c.nft_table)) {
-    throw egress::ConfigError(
-        source, "invalid value " + quoted(c.nft_table) + " for nft.table: " + kNftNameExpected);
+    throw egress::ConfigError(source, "invalid value " + egress::quoted(c.nft_table) +
+                                          " for nft.table: " + kNftNameExpected);
   }
   if (c.allowlist.empty()) {
     throw egress::ConfigError(source, "missing value for allowlist: expected a file path");
@@ -560,7 +451,7 @@ void validate(const Config& c, const std::string& source) {
   }
   for (const Endpoint& u : c.upstreams) {
     if (u.address.is_unspecified()) {
-      throw egress::ConfigError(source, "invalid value " + quoted(u.to_string()) +
+      throw egress::ConfigError(source, "invalid value " + egress::quoted(u.to_string()) +
                                             " for upstream: expected a server's address, not "
                                             "the unspecified address");
     }
