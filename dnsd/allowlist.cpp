@@ -267,16 +267,14 @@ std::shared_ptr<const Allowlist> Allowlist::parse(std::string_view yaml,
 
 const AllowEntry* Allowlist::match(std::string_view hostname) const {
   if (hostname.empty() || hostname == ".") return nullptr;
-  // One buffer for every lookup: the maps are keyed by std::string (no heterogeneous lookup).
-  std::string key(hostname);
-  if (auto it = exact_.find(key); it != exact_.end()) return &entries_[it->second];
+  if (auto it = exact_.find(hostname); it != exact_.end()) return &entries_[it->second];
   if (wildcard_.empty()) return nullptr;
   // Proper suffixes, longest first: "a.b.github.com" tries "b.github.com", "github.com", "com".
   for (std::size_t dot = hostname.find('.'); dot != std::string_view::npos;
        dot = hostname.find('.', dot + 1)) {
-    key.assign(hostname.substr(dot + 1));
-    if (key.empty()) break;
-    if (auto it = wildcard_.find(key); it != wildcard_.end()) return &entries_[it->second];
+    const std::string_view suffix = hostname.substr(dot + 1);
+    if (suffix.empty()) break;
+    if (auto it = wildcard_.find(suffix); it != wildcard_.end()) return &entries_[it->second];
   }
   return nullptr;
 }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -52,8 +53,14 @@ class Allowlist {
  private:
   std::vector<AllowEntry> entries_;
   std::vector<egress::Cidr> networks_;
-  std::unordered_map<std::string, std::size_t> exact_;     // name -> index in entries_
-  std::unordered_map<std::string, std::size_t> wildcard_;  // suffix -> index in entries_
+  // Looked up by string_view on the query path: no allocation per query.
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using Index = std::unordered_map<std::string, std::size_t, Hash, std::equal_to<>>;
+  Index exact_;     // name -> index in entries_
+  Index wildcard_;  // suffix -> index in entries_
   std::string source_;
   std::string digest_;
 };
