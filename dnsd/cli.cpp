@@ -37,6 +37,16 @@ constexpr FlagKey kScalarFlags[] = {
     {"--udp-max-size", "udp_max_size: ", "", "largest UDP reply, 512..4096 (default 1232)"},
     {"--nft-mode", "nft: {mode: ", "}", "enforce, sets or off"},
     {"--nft-table", "nft: {table: ", "}", "nftables table name (default egress)"},
+    {"--nft-set4", "nft: {set4: ", "}", "IPv4 address set (default allow4)"},
+    {"--nft-set6", "nft: {set6: ", "}", "IPv6 address set (default allow6)"},
+    {"--nft-mark", "nft: {mark: ", "}", "SO_MARK of dnsd's upstream sockets (default 25959)"},
+    {"--nft-ack-timeout-ms", "nft: {ack_timeout_ms: ", "}",
+     "SERVFAIL when the kernel has not acknowledged an install after this (default 50)"},
+    {"--nft-min-timeout", "nft: {min_timeout: ", "}", "shortest element timeout, s (default 60)"},
+    {"--nft-max-timeout", "nft: {max_timeout: ", "}", "longest element timeout, s (default 3600)"},
+    {"--nft-grace", "nft: {grace: ", "}", "seconds added to every element timeout (default 30)"},
+    {"--nft-max-addresses", "nft: {max_addresses: ", "}",
+     "addresses installed per answer at most (default 64)"},
 };
 
 std::string yaml_quote(const std::string& v) {

@@ -46,6 +46,12 @@ constexpr IntRange kTcpMaxConnections{"tcp.max_connections", 1, 65536};
 constexpr IntRange kTcpIdleTimeout{"tcp.idle_timeout_ms", 1, 60000};
 constexpr IntRange kTcpMaxPipelined{"tcp.max_pipelined", 1, 1024};
 constexpr IntRange kUdpMaxSize{"udp_max_size", 512, 4096};  // RFC 1035 minimum, EDNS practice
+constexpr IntRange kNftMark{"nft.mark", 1, 0xFFFFFFFF};     // 0 would match unmarked packets
+constexpr IntRange kNftAckTimeout{"nft.ack_timeout_ms", 1, 10000};
+constexpr IntRange kNftMinTimeout{"nft.min_timeout", 1, 86400};
+constexpr IntRange kNftMaxTimeout{"nft.max_timeout", 1, 604800};
+constexpr IntRange kNftGrace{"nft.grace", 0, 3600};
+constexpr IntRange kNftMaxAddresses{"nft.max_addresses", 1, 1024};
 
 constexpr const char* kEndpointExpected =
     "expected IP, IP:PORT or [IPv6]:PORT with a port from 1 to 65535";
@@ -62,7 +68,9 @@ constexpr std::initializer_list<const char*> kTopKeys = {
 constexpr std::initializer_list<const char*> kCacheKeys = {"max_entries", "max_bytes", "max_ttl"};
 constexpr std::initializer_list<const char*> kTcpKeys = {"max_connections", "idle_timeout_ms",
                                                          "max_pipelined"};
-constexpr std::initializer_list<const char*> kNftKeys = {"mode", "table"};
+constexpr std::initializer_list<const char*> kNftKeys = {
+    "mode",           "table",       "set4",        "set6",  "mark",
+    "ack_timeout_ms", "min_timeout", "max_timeout", "grace", "max_addresses"};
 constexpr std::initializer_list<const char*> kLogLevels = {"trace", "debug", "info", "warn",
                                                            "error"};
 
@@ -323,11 +331,28 @@ class Reader {
                   skey, sv, "nft.mode",
                   {{"enforce", NftMode::Enforce}, {"sets", NftMode::Sets}, {"off", NftMode::Off}});
             }
-            if (sk == "table") {
-              if (!sv.IsScalar() || !valid_nft_name(sv.Scalar())) {
-                bad(skey, sv, "nft.table", kNftNameExpected);
-              }
-              c_.nft_table = sv.Scalar();
+            auto name = [&](const char* full, std::string& out) {
+              if (!sv.IsScalar() || !valid_nft_name(sv.Scalar()))
+                bad(skey, sv, full, kNftNameExpected);
+              out = sv.Scalar();
+            };
+            if (sk == "table") name("nft.table", c_.nft_table);
+            if (sk == "set4") name("nft.set4", c_.nft_set4);
+            if (sk == "set6") name("nft.set6", c_.nft_set6);
+            if (sk == "mark") c_.nft_mark = integer<std::uint32_t>(skey, sv, kNftMark);
+            if (sk == "ack_timeout_ms") {
+              c_.nft_ack_timeout =
+                  std::chrono::milliseconds(integer<std::int64_t>(skey, sv, kNftAckTimeout));
+            }
+            if (sk == "min_timeout") {
+              c_.element_min_timeout = integer<std::uint32_t>(skey, sv, kNftMinTimeout);
+            }
+            if (sk == "max_timeout") {
+              c_.element_max_timeout = integer<std::uint32_t>(skey, sv, kNftMaxTimeout);
+            }
+            if (sk == "grace") c_.element_grace = integer<std::uint32_t>(skey, sv, kNftGrace);
+            if (sk == "max_addresses") {
+              c_.max_addresses_per_name = integer<std::size_t>(skey, sv, kNftMaxAddresses);
             }
           });
     }
@@ -432,9 +457,28 @@ void validate(const Config& c, const std::string& source) {
     throw egress::ConfigError(source, "invalid value " + egress::quoted(c.log_level) +
                                           " for log_level: expected " + one_of(kLogLevels));
   }
-  if (!valid_nft_name(c.nft_table)) {
-    throw egress::ConfigError(source, "invalid value " + egress::quoted(c.nft_table) +
-                                          " for nft.table: " + kNftNameExpected);
+  check_range(source, kNftMark, c.nft_mark);
+  check_range(source, kNftAckTimeout, c.nft_ack_timeout.count());
+  check_range(source, kNftMinTimeout, c.element_min_timeout);
+  check_range(source, kNftMaxTimeout, c.element_max_timeout);
+  check_range(source, kNftGrace, c.element_grace);
+  check_range(source, kNftMaxAddresses, static_cast<std::int64_t>(c.max_addresses_per_name));
+  if (c.element_min_timeout > c.element_max_timeout) {
+    throw egress::ConfigError(source, "nft.min_timeout (" + std::to_string(c.element_min_timeout) +
+                                          ") is above nft.max_timeout (" +
+                                          std::to_string(c.element_max_timeout) + ")");
+  }
+  for (const auto& [key, value] :
+       {std::pair{"nft.table", &c.nft_table}, std::pair{"nft.set4", &c.nft_set4},
+        std::pair{"nft.set6", &c.nft_set6}}) {
+    if (!valid_nft_name(*value)) {
+      throw egress::ConfigError(source, "invalid value " + egress::quoted(*value) + " for " + key +
+                                            ": " + kNftNameExpected);
+    }
+  }
+  if (c.nft_set4 == c.nft_set6) {
+    throw egress::ConfigError(source, "nft.set4 and nft.set6 are both " +
+                                          egress::quoted(c.nft_set4) + ": they need two sets");
   }
   if (c.allowlist.empty()) {
     throw egress::ConfigError(source, "missing value for allowlist: expected a file path");

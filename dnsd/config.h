@@ -44,8 +44,17 @@ struct Config {
   std::chrono::milliseconds tcp_idle_timeout{10000};
   std::size_t tcp_max_pipelined = 32;       // queries in flight on one TCP connection
   std::uint16_t udp_max_size = 1232;        // largest UDP reply we send
-  NftMode nft_mode = NftMode::Off;
+  NftMode nft_mode = NftMode::Enforce;
   std::string nft_table = "egress";
+  std::string nft_set4 = "allow4";
+  std::string nft_set6 = "allow6";
+  std::uint32_t nft_mark = 0x6567;          // SO_MARK of dnsd's upstream sockets ("eg")
+  std::chrono::milliseconds nft_ack_timeout{50};  // SERVFAIL when the kernel has not ACKed
+  // Element lifetime: timeout = clamp(TTL, min_timeout, max_timeout) + grace, in seconds.
+  std::uint32_t element_min_timeout = 60;
+  std::uint32_t element_max_timeout = 3600;
+  std::uint32_t element_grace = 30;
+  std::size_t max_addresses_per_name = 64;  // more in one answer are not installed (dropped)
 };
 
 // Key names in the YAML file (also the flags' long names with '_' as '-'):
@@ -54,7 +63,8 @@ struct Config {
 //   log_level: trace|debug|info|warn|error   upstream_timeout_ms: MS
 //   cache: {max_entries: N, max_bytes: N, max_ttl: SECONDS}     max_pending: N
 //   tcp: {max_connections: N, idle_timeout_ms: MS, max_pipelined: N}   udp_max_size: 512..4096
-//   nft: {mode: enforce|sets|off, table: NAME}
+//   nft: {mode: enforce|sets|off, table: NAME, set4: NAME, set6: NAME, mark: N,
+//         ack_timeout_ms: MS, min_timeout: S, max_timeout: S, grace: S, max_addresses: N}
 // Unknown keys and bad values throw egress::ConfigError with FILE:LINE:COL.
 Config parse_config(std::string_view yaml, const std::string& source, Config base = {});
 Config load_config(const std::string& path, Config base = {});

@@ -1,7 +1,9 @@
 #include "dnsd/upstream.h"
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
 
+#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 
@@ -35,8 +37,9 @@ struct LibraryInit {
 }  // namespace
 
 Upstream::Upstream(asio::io_context& io, const std::vector<Endpoint>& servers,
-                   std::chrono::milliseconds try_timeout, int tries)
-    : io_(io), timer_(io) {
+                   std::chrono::milliseconds try_timeout, int tries,
+                   std::optional<std::uint32_t> mark)
+    : io_(io), timer_(io), mark_(mark) {
   static LibraryInit init;
   ares_options opts{};
   opts.sock_state_cb = &Upstream::on_sock_state;
@@ -49,6 +52,7 @@ Upstream::Upstream(asio::io_context& io, const std::vector<Endpoint>& servers,
   if (const int rc = ares_init_options(&channel_, &opts, mask); rc != ARES_SUCCESS) {
     throw std::runtime_error(std::string("c-ares init: ") + ares_strerror(rc));
   }
+  if (mark_) ares_set_socket_callback(channel_, &Upstream::on_socket_created, this);
   if (!servers.empty()) {
     std::string csv;
     for (const Endpoint& e : servers) {
@@ -109,6 +113,19 @@ void Upstream::on_answer(void* arg, int status, int /*timeouts*/, unsigned char*
     answer = {abuf, static_cast<std::size_t>(alen)};
   }
   (*handler)(status, answer);
+}
+
+// An unmarked upstream socket would be dropped by the enforce chain anyway; refusing it here
+// makes c-ares report the failure at once instead of after a timeout.
+int Upstream::on_socket_created(ares_socket_t fd, int /*type*/, void* self) {
+  const std::uint32_t mark = *static_cast<Upstream*>(self)->mark_;
+  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {
+    const int err = errno;
+    spdlog::error("setsockopt(SO_MARK {:#x}) on an upstream socket: {}", mark,
+                  std::strerror(err));
+    return -1;
+  }
+  return 0;
 }
 
 void Upstream::on_sock_state(void* self, ares_socket_t fd, int readable, int writable) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -29,8 +30,11 @@ class Upstream {
 
   // `servers` empty: c-ares reads the nameservers of /etc/resolv.conf. `try_timeout` is the
   // first attempt's timeout (c-ares doubles it on each round). Throws std::runtime_error.
+  // `mark`, when set, is put on every socket c-ares opens (SO_MARK): the enforce-mode chain lets
+  // exactly those through to upstream resolvers (needs CAP_NET_ADMIN).
   Upstream(boost::asio::io_context& io, const std::vector<Endpoint>& servers,
-           std::chrono::milliseconds try_timeout, int tries);
+           std::chrono::milliseconds try_timeout, int tries,
+           std::optional<std::uint32_t> mark = std::nullopt);
   ~Upstream();
   Upstream(const Upstream&) = delete;
   Upstream& operator=(const Upstream&) = delete;
@@ -45,6 +49,7 @@ class Upstream {
  private:
   struct Watch;
   static void on_sock_state(void* self, ares_socket_t fd, int readable, int writable);
+  static int on_socket_created(ares_socket_t fd, int type, void* self);
   static void on_answer(void* arg, int status, int timeouts, unsigned char* abuf, int alen);
   void sock_state(ares_socket_t fd, bool readable, bool writable);
   void arm_read(const std::shared_ptr<Watch>& w);
@@ -55,6 +60,7 @@ class Upstream {
   ares_channel channel_ = nullptr;
   boost::asio::steady_timer timer_;
   std::unordered_map<ares_socket_t, std::shared_ptr<Watch>> watches_;
+  std::optional<std::uint32_t> mark_;
   bool timer_armed_ = false;
   bool destroying_ = false;
 };

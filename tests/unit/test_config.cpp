@@ -47,6 +47,14 @@ void check_same(const dnsd::Config& a, const dnsd::Config& b) {
   CHECK(a.udp_max_size == b.udp_max_size);
   CHECK(a.nft_mode == b.nft_mode);
   CHECK(a.nft_table == b.nft_table);
+  CHECK(a.nft_set4 == b.nft_set4);
+  CHECK(a.nft_set6 == b.nft_set6);
+  CHECK(a.nft_mark == b.nft_mark);
+  CHECK(a.nft_ack_timeout == b.nft_ack_timeout);
+  CHECK(a.element_min_timeout == b.element_min_timeout);
+  CHECK(a.element_max_timeout == b.element_max_timeout);
+  CHECK(a.element_grace == b.element_grace);
+  CHECK(a.max_addresses_per_name == b.max_addresses_per_name);
 }
 
 std::string error_of(const std::string& yaml) {
@@ -133,8 +141,15 @@ TEST_CASE("the documented defaults") {
   CHECK_FALSE(c.log_queries);
   CHECK(c.log_level == "info");
   CHECK(c.upstream_timeout == 2000ms);
-  CHECK(c.nft_mode == dnsd::NftMode::Off);
+  CHECK(c.nft_mode == dnsd::NftMode::Enforce);
   CHECK(c.nft_table == "egress");
+  CHECK(c.nft_set4 == "allow4");
+  CHECK(c.nft_set6 == "allow6");
+  CHECK(c.nft_ack_timeout == 50ms);
+  CHECK(c.element_min_timeout == 60);
+  CHECK(c.element_max_timeout == 3600);
+  CHECK(c.element_grace == 30);
+  CHECK(c.max_addresses_per_name == 64);
   CHECK(validate_error(documented_defaults()) == "(no error)");
 }
 
@@ -161,8 +176,16 @@ tcp:
   max_pipelined: 4
 udp_max_size: 4096
 nft:
-  mode: enforce
+  mode: off
   table: sess_1
+  set4: a4
+  set6: a6
+  mark: 7
+  ack_timeout_ms: 20
+  min_timeout: 30
+  max_timeout: 600
+  grace: 5
+  max_addresses: 8
 )",
                                             "d.yaml");
   CHECK(strings(c.listen) == std::vector<std::string>{"127.0.0.53:53", "[::1]:5353"});
@@ -181,8 +204,16 @@ nft:
   CHECK(c.tcp_idle_timeout == 2500ms);
   CHECK(c.tcp_max_pipelined == 4);
   CHECK(c.udp_max_size == 4096);
-  CHECK(c.nft_mode == dnsd::NftMode::Enforce);
+  CHECK(c.nft_mode == dnsd::NftMode::Off);
   CHECK(c.nft_table == "sess_1");
+  CHECK(c.nft_set4 == "a4");
+  CHECK(c.nft_set6 == "a6");
+  CHECK(c.nft_mark == 7);
+  CHECK(c.nft_ack_timeout == 20ms);
+  CHECK(c.element_min_timeout == 30);
+  CHECK(c.element_max_timeout == 600);
+  CHECK(c.element_grace == 5);
+  CHECK(c.max_addresses_per_name == 8);
   CHECK(validate_error(c) == "(no error)");
 }
 
@@ -222,7 +253,7 @@ TEST_CASE("unknown keys: exact file:line:column: message") {
        "d.yaml:2:3: unknown key \"idle\" in tcp (expected max_connections, idle_timeout_ms or "
        "max_pipelined)"},
       {"nft: {mode: off, set: x}\n",
-       "d.yaml:1:18: unknown key \"set\" in nft (expected mode or table)"},
+       "d.yaml:1:18: unknown key \"set\" in nft (did you mean \"set4\"?)"},
       {"deny: refused\ndeny: nxdomain\n", "d.yaml:2:1: duplicate key \"deny\""},
       {"cache: {max_ttl: 5, max_ttl: 6}\n", "d.yaml:1:21: duplicate key \"max_ttl\" in cache"},
       {"[a]: 1\n",
@@ -310,7 +341,8 @@ TEST_CASE("bad values: exact file:line:column: message") {
        "d.yaml:2:10: invalid value \"a b\" for nft.table: expected a name of letters, digits, "
        "'_', '-' and '.' starting with a letter or '_'"},
       {"nft: sets\n",
-       "d.yaml:1:6: invalid value \"sets\" for nft: expected a map of mode or table"},
+       "d.yaml:1:6: invalid value \"sets\" for nft: expected a map of mode, table, set4, set6, mark, "
+       "ack_timeout_ms, min_timeout, max_timeout, grace or max_addresses"},
       {"cache: [1]\n",
        "d.yaml:1:8: invalid value for cache: expected a map of max_entries, max_bytes or "
        "max_ttl, not a list"},
@@ -431,6 +463,16 @@ TEST_CASE("validate: values set after the file (flags) are checked too") {
         "letters, digits, '_', '-' and '.' starting with a letter or '_'");
 
   c = documented_defaults();
+  c.element_min_timeout = 600;
+  c.element_max_timeout = 60;
+  CHECK(validate_error(c) == "d.yaml: nft.min_timeout (600) is above nft.max_timeout (60)");
+
+  c = documented_defaults();
+  c.nft_set6 = c.nft_set4;
+  CHECK(validate_error(c) ==
+        "d.yaml: nft.set4 and nft.set6 are both \"allow4\": they need two sets");
+
+  c = documented_defaults();
   c.allowlist.clear();
   CHECK(validate_error(c) == "d.yaml: missing value for allowlist: expected a file path");
 }
@@ -458,8 +500,16 @@ TEST_CASE("load_config: unreadable file; the shipped policies/dnsd.yaml holds th
   odd.tcp_idle_timeout = 1ms;
   odd.tcp_max_pipelined = 1;
   odd.udp_max_size = 512;
-  odd.nft_mode = dnsd::NftMode::Enforce;
+  odd.nft_mode = dnsd::NftMode::Off;
   odd.nft_table = "x";
+  odd.nft_set4 = "x4";
+  odd.nft_set6 = "x6";
+  odd.nft_mark = 1;
+  odd.nft_ack_timeout = 1ms;
+  odd.element_min_timeout = 1;
+  odd.element_max_timeout = 1;
+  odd.element_grace = 0;
+  odd.max_addresses_per_name = 1;
   const dnsd::Config c = dnsd::load_config(path, odd);
   check_same(c, documented_defaults());
   CHECK(validate_error(c) == "(no error)");
