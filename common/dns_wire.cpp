@@ -7,7 +7,10 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <map>
+#include <string>
 #include <type_traits>
+#include <utility>
 
 namespace egress::dns {
 
@@ -20,6 +23,12 @@ static_assert(kMaxPointerJumps > 0 && kMaxPointerJumps <= 64);
 // The smallest RR is 11 octets, so a 64 KiB message could claim ~6000; real answers hold tens.
 // The cap bounds the walk, ttl_offsets and the addresses handed to netlink.
 static_assert(kMaxRecords >= 64 && kMaxRecords * 11 < 65536);
+// Address::record and the record numbers remove_records takes are 16-bit.
+static_assert(kMaxRecords <= 65536);
+// Each address collected becomes a set element in one netlink batch (design step 7) and stays in
+// the cached answer. Real answers hold tens; an HTTPS record a few hints. Without the cap, one
+// record's 64 KiB of RDATA could carry 16383 ipv4hint addresses.
+static_assert(kMaxAddresses >= 16 && kMaxAddresses <= 4096);
 // RFC 6891 §6.2.5: values below 512 are treated as 512; ours must not be below it.
 static_assert(kOurUdpSize >= 512);
 // Reader::header() copies the 12 octets in one memcpy.
@@ -151,33 +160,162 @@ bool options_well_formed(std::span<const std::uint8_t> rdata) {
   return true;
 }
 
-// The RDATA layouts that hold names (RFC 1035 §3.3; DNAME RFC 6672 §2.1) are checked so a client
-// never gets a broken name from us; other types are opaque octets. The A and AAAA layouts are
-// defined for class IN only (RFC 1035 §3.4.1, RFC 3596 §2.2).
-// Names may not read the TTL fields at `ttls`, the record's own included (see read_name).
+// --- RDATA layouts ---
+// RFC 3597 §4 lists the types whose RDATA holds names that may arrive compressed: those of
+// RFC 1035, which may also be sent compressed, and RP, AFSDB, RT, PX, NAPTR, SRV and DNAME, which
+// must be decompressed on receipt but are sent uncompressed. Their layouts live in this one
+// table: prepare_answer checks RDATA against it and remove_records re-encodes by it, so every
+// RDATA that remove_records rewrites has been checked the same way.
+enum class Field : std::uint8_t { End, Name, U16, U32, CharString };
+
+struct Layout {
+  std::uint16_t type;
+  bool compress;  // the names may be written compressed (RFC 3597 §4: RFC 1035 types only)
+  std::array<Field, 7> fields;  // in order, up to the first End
+};
+
+namespace rr_type {  // those not in the header's `type` namespace
+inline constexpr std::uint16_t MD = 3, MF = 4, MB = 7, MG = 8, MR = 9, MINFO = 14, RP = 17,
+                               AFSDB = 18, RT = 21, PX = 26, NAPTR = 35, DNAME = 39;
+}
+
+using F = Field;
+constexpr Layout kNameLayouts[] = {
+    {type::NS, true, {F::Name}},                                                  // 1035 §3.3.11
+    {rr_type::MD, true, {F::Name}},                                               // 1035 §3.3.4
+    {rr_type::MF, true, {F::Name}},                                               // 1035 §3.3.5
+    {type::CNAME, true, {F::Name}},                                               // 1035 §3.3.1
+    {type::SOA, true, {F::Name, F::Name, F::U32, F::U32, F::U32, F::U32, F::U32}},  // §3.3.13
+    {rr_type::MB, true, {F::Name}},                                               // 1035 §3.3.3
+    {rr_type::MG, true, {F::Name}},                                               // 1035 §3.3.6
+    {rr_type::MR, true, {F::Name}},                                               // 1035 §3.3.8
+    {type::PTR, true, {F::Name}},                                                 // 1035 §3.3.12
+    {rr_type::MINFO, true, {F::Name, F::Name}},                                   // 1035 §3.3.7
+    {type::MX, true, {F::U16, F::Name}},                                          // 1035 §3.3.9
+    {rr_type::RP, false, {F::Name, F::Name}},                                     // 1183 §2.2
+    {rr_type::AFSDB, false, {F::U16, F::Name}},                                   // 1183 §1
+    {rr_type::RT, false, {F::U16, F::Name}},                                      // 1183 §3.1
+    {rr_type::PX, false, {F::U16, F::Name, F::Name}},                             // 2163 §4
+    {type::SRV, false, {F::U16, F::U16, F::U16, F::Name}},                        // 2782
+    {rr_type::NAPTR, false,
+     {F::U16, F::U16, F::CharString, F::CharString, F::CharString, F::Name}},     // 3403 §4.1
+    {rr_type::DNAME, false, {F::Name}},                                           // 6672 §2.1
+};
+static_assert(std::is_sorted(std::begin(kNameLayouts), std::end(kNameLayouts),
+                             [](const Layout& x, const Layout& y) { return x.type < y.type; }),
+              "kNameLayouts: one entry per type, ascending");
+
+const Layout* name_layout(std::uint16_t t) {
+  for (const Layout& l : kNameLayouts) {
+    if (l.type == t) return &l;
+  }
+  return nullptr;
+}
+
+// Reads rr's RDATA along `layout`: on_name(Name) for each name, on_octets(span) with the octets
+// of each other field. A name may point anywhere before itself (RFC 1035 §4.1.4) but not read
+// the TTL fields at `ttls` (see read_name); its octets in place, like every field, lie inside the
+// RDATA, which the fields fill exactly.
+template <typename OnName, typename OnOctets>
+bool walk_rdata(std::span<const std::uint8_t> msg, const Rr& rr, const Layout& layout,
+                std::span<const std::uint32_t> ttls, OnName on_name, OnOctets on_octets) {
+  const std::size_t end = rr.rdata_offset + rr.rdlength;  // read_rr checked it is inside msg
+  Reader r(msg, rr.rdata_offset);
+  for (const Field f : layout.fields) {
+    if (f == Field::End) break;
+    if (f == Field::Name) {
+      auto n = read_name(r, ttls);
+      if (!n || r.pos() > end) return false;
+      on_name(*n);
+      continue;
+    }
+    std::size_t size = f == Field::U16 ? 2 : 4;
+    if (f == Field::CharString) {  // RFC 1035 §3.3: a length octet, then that many octets
+      auto length = Reader(msg, r.pos()).u8();
+      if (!length) return false;
+      size = 1u + *length;
+    }
+    if (size > end - r.pos()) return false;
+    auto octets = r.bytes(size);
+    if (!octets) return false;
+    on_octets(*octets);
+  }
+  return r.pos() == end;
+}
+
+// --- SVCB and HTTPS (RFC 9460) ---
+constexpr std::uint16_t kSvcIpv4Hint = 4, kSvcIpv6Hint = 6;  // RFC 9460 §14.3.2
+
+// A name that may not be compressed, such as TargetName (RFC 9460 §2.2): labels in place up to
+// the root, at most 255 octets.
+bool skip_uncompressed_name(Reader& r) {
+  Name n;
+  for (;;) {
+    auto length = r.u8();
+    if (!length || (*length & kLabelTypeMask) != kLabelNormal) return false;
+    if (*length == 0) return n.finish();
+    auto label = r.bytes(*length);
+    if (!label || !n.append_label(*label)) return false;
+  }
+}
+
+// RFC 9460 §2.2 RDATA: SvcPriority (u16), TargetName (uncompressed), then SvcParams up to the
+// end, each SvcParamKey (u16), length (u16) and value; keys strictly increasing, or the RR is
+// malformed. In ServiceMode (priority > 0) ipv4hint and ipv6hint are non-empty lists of 4- and
+// 16-octet addresses (§7.3); on_address(family, octets) sees each one. In AliasMode recipients
+// MUST ignore SvcParams (§2.4.2): only their framing is checked and no address is reported.
+// Returns the number of addresses, or nothing when the RDATA is malformed.
+template <typename OnAddress>
+std::optional<std::size_t> read_svcb(std::span<const std::uint8_t> rdata, OnAddress on_address) {
+  Reader r(rdata);
+  auto priority = r.u16();
+  if (!priority || !skip_uncompressed_name(r)) return std::nullopt;
+  const bool service_mode = *priority != 0;
+  std::optional<std::uint16_t> previous_key;
+  std::size_t count = 0;
+  while (r.remaining() != 0) {
+    auto key = r.u16();
+    auto length = key ? r.u16() : std::nullopt;
+    auto value = length ? r.bytes(*length) : std::nullopt;
+    if (!value || (previous_key && *key <= *previous_key)) return std::nullopt;
+    previous_key = key;
+    if (!service_mode || (*key != kSvcIpv4Hint && *key != kSvcIpv6Hint)) continue;
+    const std::uint8_t family = *key == kSvcIpv4Hint ? 4 : 6;
+    const std::size_t size = family == 4 ? 4 : 16;
+    if (value->empty() || value->size() % size != 0) return std::nullopt;
+    for (std::size_t at = 0; at < value->size(); at += size) {
+      on_address(family, value->subspan(at, size));
+    }
+    count += value->size() / size;
+  }
+  return count;
+}
+
+// The RDATA layouts that hold names (kNameLayouts) are checked so a client never gets a broken
+// name from us, and so remove_records can rewrite them. The A and AAAA layouts are defined for
+// class IN only (RFC 1035 §3.4.1, RFC 3596 §2.2), as are SVCB and HTTPS (RFC 9460 §6:
+// their relevant class is IN).
+// Other types are opaque octets. Names may not read the TTL fields at `ttls`, the record's own
+// included (see read_name).
 bool rdata_well_formed(std::span<const std::uint8_t> msg, const Rr& rr,
                        std::span<const std::uint32_t> ttls) {
-  const std::size_t end = rr.rdata_offset + rr.rdlength;
-  Reader r(msg, rr.rdata_offset);
-  const auto name_inside = [&r, end, ttls] { return read_name(r, ttls) && r.pos() <= end; };
   switch (rr.type) {
     case type::A:
       return rr.rclass != qclass::IN || rr.rdlength == 4;
     case type::AAAA:
       return rr.rclass != qclass::IN || rr.rdlength == 16;
-    case type::NS:
-    case type::CNAME:
-    case type::PTR:
-    case 39:  // DNAME
-      return name_inside() && r.pos() == end;
-    case type::MX:
-      return rr.rdlength > 2 && r.skip(2) && name_inside() && r.pos() == end;
-    case type::SOA:
-      return name_inside() && name_inside() && 20 <= end - r.pos() && r.skip(20) &&
-             r.pos() == end;
+    case type::SVCB:
+    case type::HTTPS:
+      return rr.rclass != qclass::IN ||
+             read_svcb(msg.subspan(rr.rdata_offset, rr.rdlength),
+                       [](std::uint8_t, std::span<const std::uint8_t>) {})
+                 .has_value();
     default:
-      return true;
+      break;
   }
+  const Layout* layout = name_layout(rr.type);
+  return !layout || walk_rdata(msg, rr, *layout, ttls, [](const Name&) {},
+                               [](std::span<const std::uint8_t>) {});
 }
 
 // The SOA MINIMUM field: the last four octets of a well-formed SOA RDATA (RFC 1035 §3.3.13).
@@ -185,6 +323,193 @@ std::uint32_t soa_minimum(std::span<const std::uint8_t> msg, const Rr& rr) {
   Reader r(msg, rr.rdata_offset + rr.rdlength - 4);
   return r.u32().value_or(0);
 }
+
+// Adds the addresses of one answer-section RR of class IN, numbered `record`, if it has any: an
+// A or AAAA, or a ServiceMode HTTPS/SVCB with hints (rdata_well_formed has checked its layout).
+// Whole records only, up to kMaxAddresses; from the first record that does not fit on, records
+// are listed in capped_records instead.
+void collect_addresses(std::span<const std::uint8_t> msg, const Rr& rr, std::uint16_t record,
+                       std::uint32_t ttl, PreparedAnswer& a) {
+  const auto rdata = msg.subspan(rr.rdata_offset, rr.rdlength);
+  const auto ignore = [](std::uint8_t, std::span<const std::uint8_t>) {};
+  std::size_t count = 0;
+  if (rr.type == type::A || rr.type == type::AAAA) {
+    count = 1;
+  } else if (rr.type == type::SVCB || rr.type == type::HTTPS) {
+    count = read_svcb(rdata, ignore).value_or(0);
+  }
+  if (count == 0) return;
+  if (a.addresses_capped || count > kMaxAddresses - a.addresses.size()) {
+    a.addresses_capped = true;
+    a.capped_records.push_back(record);
+    return;
+  }
+  const auto add = [&a, ttl, record](std::uint8_t family, std::span<const std::uint8_t> octets) {
+    Address addr;
+    addr.family = family;
+    addr.ttl = ttl;
+    addr.record = record;
+    std::copy_n(octets.begin(), std::min(octets.size(), addr.bytes.size()), addr.bytes.begin());
+    a.addresses.push_back(addr);
+  };
+  if (rr.type == type::A) {
+    add(4, rdata);
+  } else if (rr.type == type::AAAA) {
+    add(6, rdata);
+  } else {
+    read_svcb(rdata, add);
+  }
+}
+
+struct RecordScan {
+  const char* refused = nullptr;  // why the records are refused; nullptr when they are fine
+  std::size_t keep_end = 0;       // where the OPT starts, else the message's end
+  bool opt_seen = false;
+};
+
+// prepare_answer's walk over the RRs after the question (r's cursor), counted by h; remove_records
+// runs it again on the message it writes. Fills a's ttl_offsets, addresses, capped_records and
+// min_ttl.
+RecordScan scan_records(std::span<const std::uint8_t> msg, Reader& r, const Header& h,
+                        PreparedAnswer& a) {
+  RecordScan scan;
+  const auto refuse = [&scan](const char* why) {
+    scan.refused = why;
+    return scan;
+  };
+  const std::size_t answers = h.ancount;
+  const std::size_t authority = h.nscount;
+  const std::size_t total = answers + authority + h.arcount;
+  if (total > kMaxRecords) return refuse("too many records");
+
+  a.ttl_offsets.reserve(total);
+  scan.keep_end = msg.size();
+  bool any_ttl = false;
+  std::uint32_t min_ttl = std::numeric_limits<std::uint32_t>::max();
+  std::optional<std::uint32_t> soa_min;
+  for (std::size_t i = 0; i < total; ++i) {
+    auto rr = read_rr(r, a.ttl_offsets);
+    if (!rr) return refuse("malformed or missing record");
+    if (scan.opt_seen) return refuse("OPT is not the last record");
+    const bool in_answer = i < answers;
+    const bool in_authority = !in_answer && i < answers + authority;
+    if (rr->type == type::OPT) {
+      if (in_answer || in_authority) return refuse("OPT outside the additional section");
+      if (!is_root(rr->owner)) return refuse("OPT owner is not the root");
+      // An extended RCODE (BADCOOKIE…) would change meaning once the OPT is gone.
+      if ((rr->ttl >> 24) != 0) return refuse("extended RCODE in the upstream OPT");
+      if (!options_well_formed(msg.subspan(rr->rdata_offset, rr->rdlength))) {
+        return refuse("malformed EDNS option");
+      }
+      scan.opt_seen = true;
+      scan.keep_end = rr->start;
+      continue;
+    }
+    const auto record = static_cast<std::uint16_t>(a.ttl_offsets.size());  // < kMaxRecords
+    a.ttl_offsets.push_back(static_cast<std::uint32_t>(rr->ttl_offset));
+    if (!rdata_well_formed(msg, *rr, a.ttl_offsets)) return refuse("malformed RDATA");
+    const std::uint32_t ttl = sane_ttl(rr->ttl);
+    if (in_answer || in_authority) {
+      min_ttl = std::min(min_ttl, ttl);
+      any_ttl = true;
+    }
+    if (in_authority && rr->type == type::SOA && !soa_min) {
+      soa_min = sane_ttl(soa_minimum(msg, *rr));
+    }
+    if (in_answer && rr->rclass == qclass::IN) collect_addresses(msg, *rr, record, ttl, a);
+  }
+  if (r.remaining() != 0) return refuse("trailing bytes after the last record");
+
+  a.min_ttl = any_ttl ? min_ttl : 0;
+  // RFC 2308 §5: a negative answer lives min(SOA TTL, SOA MINIMUM); the SOA TTL is in min_ttl.
+  if (answers == 0 && soa_min) a.min_ttl = std::min(a.min_ttl, *soa_min);
+  return scan;
+}
+
+// Writes names for remove_records (RFC 1035 §4.1.4), pointing at names written before when asked.
+// An entry is one label written in place at `offset` and followed there by the rest of its name,
+// in place or through a pointer; that rest is itself an entry, or the root. An entry therefore
+// stands for a whole name suffix, keyed by its label and its rest (the rest's entry offset, 0 for
+// the root: no name starts in the header), and a name is looked up label by label from its end.
+// Matching is exact, so names keep their case. Pointer chains stay within kMaxChainedJumps, well
+// below what Reader follows; offsets beyond the 14-bit pointer range are not entered.
+class NameWriter {
+ public:
+  explicit NameWriter(std::vector<std::uint8_t>& out) : out_(out) {}
+
+  void write(const Name& name, bool compress) {
+    const auto wire = name.wire();
+    std::array<std::size_t, kMaxNameWire / 2> starts{};  // each label's offset in `wire`
+    std::size_t labels = 0;
+    for (std::size_t i = 0; i < wire.size() && wire[i] != 0 && labels < starts.size();
+         i += 1u + wire[i]) {
+      starts[labels++] = i;
+    }
+    const auto label = [&wire, &starts](std::size_t k) {
+      const auto first = wire.begin() + static_cast<std::ptrdiff_t>(starts[k]);
+      return std::string(first + 1, first + 1 + wire[starts[k]]);
+    };
+
+    // Labels [0, literal) go in place; then a pointer to `rest`, or the root when rest is 0.
+    std::size_t literal = labels;
+    std::uint16_t rest = 0;
+    int jumps = 0;  // pointers followed to read the name from its first octet
+    if (compress) {
+      std::uint16_t id = 0;
+      for (std::size_t k = labels; k-- > 0;) {
+        const auto it = entries_.find({label(k), id});
+        if (it == entries_.end()) break;
+        id = it->second.offset;
+        if (it->second.jumps < kMaxChainedJumps) {
+          literal = k;
+          rest = id;
+          jumps = it->second.jumps + 1;
+        }
+      }
+    }
+    std::array<std::size_t, kMaxNameWire / 2> offsets{};  // where each literal label lands
+    for (std::size_t k = 0; k < literal; ++k) {
+      offsets[k] = out_.size();
+      const auto first = wire.begin() + static_cast<std::ptrdiff_t>(starts[k]);
+      out_.insert(out_.end(), first, first + 1 + wire[starts[k]]);
+    }
+    Writer w(out_);
+    if (rest != 0) {
+      w.u16(static_cast<std::uint16_t>(kPointerTag | rest));
+    } else {
+      w.u8(0);
+    }
+    // Enter the literal labels from the end. One whose suffix is known already keeps the known
+    // entry (same name, another place); one beyond pointer range ends the walk, as the labels
+    // before it could not name their rest.
+    std::uint16_t id = rest;
+    for (std::size_t k = literal; k-- > 0;) {
+      auto it = entries_.find({label(k), id});
+      if (it == entries_.end()) {
+        if (offsets[k] > kMaxPointerTarget) break;
+        it = entries_.emplace(Key{label(k), id},
+                              Entry{static_cast<std::uint16_t>(offsets[k]), jumps}).first;
+      }
+      id = it->second.offset;
+    }
+  }
+
+ private:
+  static constexpr std::uint16_t kPointerTag = 0xC000;      // RFC 1035 §4.1.4: the top two bits
+  static constexpr std::size_t kMaxPointerTarget = 0x3FFF;  // the other 14 bits
+  // A chain this long is already rare in upstream answers; the cap keeps every name we write
+  // readable by Reader (kMaxPointerJumps), however the suffixes were shared out.
+  static constexpr int kMaxChainedJumps = 4;
+  static_assert(kMaxChainedJumps < kMaxPointerJumps);
+
+  using Key = std::pair<std::string, std::uint16_t>;  // (label, its rest's entry offset)
+  struct Entry {
+    std::uint16_t offset;
+    int jumps;
+  };
+  std::map<Key, Entry> entries_;
+  std::vector<std::uint8_t>& out_;
+};
 
 void write_opt(Writer& w, std::uint8_t ext_rcode, bool do_bit, std::span<const std::uint8_t> rdata) {
   w.u8(0);                  // owner: the root
@@ -631,71 +956,102 @@ AnswerParse prepare_answer(std::span<const std::uint8_t> upstream, const Query& 
   if (!qname->equals_ignore_case(q.qname) || *qtype != q.qtype || *qclass != q.qclass) {
     return refuse("answer to another question");
   }
-  const std::size_t answers = h->ancount;
-  const std::size_t authority = h->nscount;
-  const std::size_t total = answers + authority + h->arcount;
-  if (total > kMaxRecords) return refuse("too many records");
 
   PreparedAnswer a;
   a.rcode = h->rcode();
   a.truncated = h->has(flag::TC);
-  a.ttl_offsets.reserve(total);
-  std::size_t keep_end = upstream.size();
-  bool opt_seen = false;
-  bool any_ttl = false;
-  std::uint32_t min_ttl = std::numeric_limits<std::uint32_t>::max();
-  std::optional<std::uint32_t> soa_min;
-  for (std::size_t i = 0; i < total; ++i) {
-    auto rr = read_rr(r, a.ttl_offsets);
-    if (!rr) return refuse("malformed or missing record");
-    if (opt_seen) return refuse("OPT is not the last record");
-    const bool in_answer = i < answers;
-    const bool in_authority = !in_answer && i < answers + authority;
-    if (rr->type == type::OPT) {
-      if (in_answer || in_authority) return refuse("OPT outside the additional section");
-      if (!is_root(rr->owner)) return refuse("OPT owner is not the root");
-      // An extended RCODE (BADCOOKIE…) would change meaning once the OPT is gone.
-      if ((rr->ttl >> 24) != 0) return refuse("extended RCODE in the upstream OPT");
-      if (!options_well_formed(upstream.subspan(rr->rdata_offset, rr->rdlength))) {
-        return refuse("malformed EDNS option");
-      }
-      opt_seen = true;
-      keep_end = rr->start;
-      continue;
-    }
-    a.ttl_offsets.push_back(static_cast<std::uint32_t>(rr->ttl_offset));
-    if (!rdata_well_formed(upstream, *rr, a.ttl_offsets)) return refuse("malformed RDATA");
-    const std::uint32_t ttl = sane_ttl(rr->ttl);
-    if (in_answer || in_authority) {
-      min_ttl = std::min(min_ttl, ttl);
-      any_ttl = true;
-    }
-    if (in_authority && rr->type == type::SOA && !soa_min) {
-      soa_min = sane_ttl(soa_minimum(upstream, *rr));
-    }
-    if (in_answer && rr->rclass == qclass::IN &&
-        (rr->type == type::A || rr->type == type::AAAA)) {
-      Address addr;
-      addr.family = rr->type == type::A ? 4 : 6;
-      addr.ttl = ttl;
-      auto rdata = upstream.subspan(rr->rdata_offset, rr->rdlength);
-      std::copy(rdata.begin(), rdata.end(), addr.bytes.begin());
-      a.addresses.push_back(addr);
-    }
-  }
-  if (r.remaining() != 0) return refuse("trailing bytes after the last record");
+  const RecordScan scan = scan_records(upstream, r, *h, a);
+  if (scan.refused) return refuse(scan.refused);
 
-  a.min_ttl = any_ttl ? min_ttl : 0;
-  // RFC 2308 §5: a negative answer lives min(SOA TTL, SOA MINIMUM); the SOA TTL is in min_ttl.
-  if (answers == 0 && soa_min) a.min_ttl = std::min(a.min_ttl, *soa_min);
-
-  a.wire.assign(upstream.begin(), upstream.begin() + static_cast<std::ptrdiff_t>(keep_end));
+  a.wire.assign(upstream.begin(), upstream.begin() + static_cast<std::ptrdiff_t>(scan.keep_end));
   Writer w(a.wire);
   w.patch_u16(0, 0);  // ID: each client's goes in at render time
   w.patch_u16(2, static_cast<std::uint16_t>((h->flags & ~(flag::AA | kZ)) | flag::RA));
-  if (opt_seen) w.patch_u16(10, static_cast<std::uint16_t>(h->arcount - 1));
+  if (scan.opt_seen) w.patch_u16(10, static_cast<std::uint16_t>(h->arcount - 1));
   res.answer = std::move(a);
   return res;
+}
+
+// The message is walked once and written again RR by RR; the new message is then scanned like an
+// upstream answer, so its ttl_offsets, addresses and min_ttl follow the same rules by
+// construction.
+std::optional<PreparedAnswer> remove_records(const PreparedAnswer& a,
+                                             std::span<const std::uint16_t> records) {
+  Reader r(a.wire);
+  auto h = r.header();
+  if (!h || h->qdcount != 1) return std::nullopt;
+  auto qname = r.name();
+  auto qtype = qname ? r.u16() : std::nullopt;
+  auto qclass = qtype ? r.u16() : std::nullopt;
+  if (!qclass) return std::nullopt;
+  const std::size_t total = std::size_t{h->ancount} + h->nscount + h->arcount;
+  if (total > kMaxRecords) return std::nullopt;
+  std::vector<bool> drop(total, false);
+  for (const std::uint16_t i : records) {
+    if (i < total) drop[i] = true;
+  }
+
+  std::vector<std::uint8_t> out;
+  out.reserve(a.wire.size());
+  Writer w(out);
+  NameWriter names(out);
+  Header out_h = *h;
+  w.header(out_h);  // counts patched below
+  // In full, as prepared answers have it: a pointer in the question could only reach the header
+  // or the question itself (a loop), both of which Reader refuses.
+  names.write(*qname, false);
+  w.u16(*qtype);
+  w.u16(*qclass);
+  const std::size_t authority_end = std::size_t{h->ancount} + h->nscount;
+  for (std::size_t i = 0; i < total; ++i) {
+    auto rr = read_rr(r);
+    if (!rr) return std::nullopt;
+    if (drop[i]) {  // RFC 1035 §4.1: answer, authority, additional, in that order
+      if (i < h->ancount) {
+        --out_h.ancount;
+      } else if (i < authority_end) {
+        --out_h.nscount;
+      } else {
+        --out_h.arcount;
+      }
+      continue;
+    }
+    names.write(rr->owner, true);  // owner names may always be compressed (RFC 1035 §4.1.4)
+    w.u16(rr->type);
+    w.u16(rr->rclass);
+    w.u32(rr->ttl);
+    const std::size_t rdlength_at = w.size();
+    w.u16(0);
+    const Layout* layout = name_layout(rr->type);
+    if (layout) {
+      const bool ok = walk_rdata(
+          a.wire, *rr, *layout, {}, [&](const Name& n) { names.write(n, layout->compress); },
+          [&w](std::span<const std::uint8_t> octets) { w.bytes(octets); });
+      if (!ok) return std::nullopt;
+    } else {
+      w.bytes(std::span(a.wire).subspan(rr->rdata_offset, rr->rdlength));
+    }
+    const std::size_t rdlength = w.size() - rdlength_at - 2;
+    // Layouts hold at most 2 + 2 + 3 × 256 + 255 octets (NAPTR) decompressed; raw RDATA keeps
+    // its length. Checked all the same, as the field is 16 bits.
+    if (rdlength > 0xFFFF) return std::nullopt;
+    w.patch_u16(rdlength_at, static_cast<std::uint16_t>(rdlength));
+  }
+  if (r.remaining() != 0) return std::nullopt;
+  w.patch_u16(6, out_h.ancount);
+  w.patch_u16(8, out_h.nscount);
+  w.patch_u16(10, out_h.arcount);
+
+  PreparedAnswer b;
+  Reader again(out);
+  auto again_h = again.header();
+  if (!again_h || !again.name() || !again.skip(4)) return std::nullopt;
+  const RecordScan scan = scan_records(out, again, *again_h, b);
+  if (scan.refused || scan.opt_seen) return std::nullopt;
+  b.wire = std::move(out);
+  b.rcode = a.rcode;
+  b.truncated = a.truncated;
+  return b;
 }
 
 void render_answer(const PreparedAnswer& a, const Query& q, std::span<const std::uint8_t> packet,

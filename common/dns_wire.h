@@ -22,6 +22,7 @@ inline constexpr std::size_t kMaxNameWire = 255;    // RFC 1035 §2.3.4, wire oc
 inline constexpr std::size_t kMaxLabel = 63;        // RFC 1035 §2.3.4
 inline constexpr int kMaxPointerJumps = 16;         // a real name needs a few; a loop needs many
 inline constexpr std::size_t kMaxRecords = 512;     // RRs walked in one upstream message
+inline constexpr std::size_t kMaxAddresses = 256;   // addresses collected from one answer
 inline constexpr std::uint16_t kOurUdpSize = 1232;  // DNS flag day 2020: no IP fragmentation
 
 namespace type {
@@ -207,11 +208,15 @@ std::vector<std::uint8_t> make_synthetic(const Query& q, std::span<const std::ui
 // DO copied.
 std::vector<std::uint8_t> make_upstream_query(const Query& q);
 
-// An address from the answer section (the whole CNAME chain's A/AAAA records).
+// An address from the answer section: the whole CNAME chain's A/AAAA records, and the
+// ipv4hint/ipv6hint values of its HTTPS/SVCB records in ServiceMode (RFC 9460 §7.3).
 struct Address {
   std::uint8_t family = 0;  // 4 or 6
   std::array<std::uint8_t, 16> bytes{};
   std::uint32_t ttl = 0;
+  // The RR it came from, numbered like PreparedAnswer::ttl_offsets (ttl_offsets[record] is that
+  // RR's TTL field). An HTTPS/SVCB record yields several addresses with the same number.
+  std::uint16_t record = 0;
 };
 
 // An upstream answer checked against its question and normalised once, for the cache:
@@ -227,7 +232,14 @@ struct PreparedAnswer {
   // negative answer min(SOA TTL, SOA MINIMUM) (RFC 2308 §5); 0 when there is no RR at all.
   std::uint32_t min_ttl = 0;
   bool truncated = false;                  // TC=1 from upstream (not cacheable)
+  // Every address of the answer section's A/AAAA (class IN) and ServiceMode HTTPS/SVCB records,
+  // in message order, whole records only: at most kMaxAddresses. When the next record's
+  // addresses would not fit, collection stops there and addresses_capped is set; that record and
+  // every later address-holding one are listed in capped_records (ascending), so that the caller
+  // can remove them (remove_records) rather than hand out addresses it did not install.
   std::vector<Address> addresses;
+  bool addresses_capped = false;
+  std::vector<std::uint16_t> capped_records;
 };
 
 struct AnswerParse {
@@ -237,8 +249,25 @@ struct AnswerParse {
 
 // Accepts `upstream` only if it is a response (QR=1, opcode QUERY) to q's question: one question,
 // same name ignoring case, same type and class (dnsdist's responseContentMatches). Every RR must
-// be well formed (names, lengths, no trailing bytes); A must have 4 octets, AAAA 16.
+// be well formed (names, lengths, no trailing bytes); A must have 4 octets, AAAA 16; the RDATA of
+// the types remove_records decompresses must match its layout exactly; HTTPS/SVCB of class IN
+// must follow RFC 9460 §2.2 (ServiceMode hints a non-empty whole number of addresses).
 AnswerParse prepare_answer(std::span<const std::uint8_t> upstream, const Query& q);
+
+// `a` without the RRs numbered `records` (numbering as Address::record; duplicates and numbers
+// beyond the last RR are ignored), each section's count lowered by the RRs it lost. Removing
+// octets would break compression pointers into them, so the message is re-encoded: owner names,
+// and the names inside the RDATA of the types RFC 3597 §4 lists (NS MD MF CNAME SOA MB MG MR PTR
+// MINFO MX, and RP AFSDB RT PX NAPTR SRV DNAME), are decompressed and written again; only owner
+// names and the RFC 1035 types' RDATA names are compressed, against names written before. Other
+// RDATA is copied as is. The question, header flags, rcode and truncated stay; ttl_offsets,
+// addresses (renumbered), capped_records and min_ttl are those of the new message, as
+// prepare_answer would compute them: a capped record left in may now fit and be collected, so
+// install the result's addresses. Removing a record removes all of its addresses (an HTTPS
+// record's every hint). The result may be larger than `a` (render_answer truncates to its
+// limit). Nothing only for a message it cannot walk, which prepare_answer never produces.
+std::optional<PreparedAnswer> remove_records(const PreparedAnswer& a,
+                                             std::span<const std::uint16_t> records);
 
 // Writes the answer for one client into `out` (cleared first): the client's ID, question bytes,
 // RD/CD bits; each TTL lowered by `age` seconds (not below 0) and capped at `ttl_cap`; AD kept

@@ -18,6 +18,8 @@ CORPUS = ROOT / "tests" / "fuzz" / "corpus"
 
 # Types and classes (RFC 1035 §3.2.2, RFC 3596, RFC 6891, RFC 9460).
 A, NS, CNAME, SOA, MX, TXT, AAAA, OPT, RRSIG, HTTPS = 1, 2, 5, 6, 15, 16, 28, 41, 46, 65
+MD, MF, MB, MG, MR, MINFO, RP, AFSDB, RT, PX = 3, 4, 7, 8, 9, 14, 17, 18, 21, 26
+SRV, NAPTR, DNAME, SVCB = 33, 35, 39, 64
 TSIG, AXFR, ANY = 250, 252, 255
 IN, CH = 1, 3
 
@@ -214,6 +216,128 @@ def answer_seeds():
     body += rr(owner, A, 30, bytes([203, 0, 113, 7]))
     s["chain_5_hops"] = sel() + header(33, R, an=6) + hops + body
     s["short_header"] = sel() + header(34, R)[:7]
+    s.update(svcb_seeds())
+    s.update(pointer_seeds())
+    return s
+
+
+def svc_param(key, value):
+    return struct.pack("!HH", key, len(value)) + value
+
+
+def svcb_rdata(priority, target=b"\x00", params=b""):
+    """RFC 9460 §2.2: SvcPriority, TargetName (uncompressed), SvcParams."""
+    return struct.pack("!H", priority) + target + params
+
+
+V4_1, V4_2, V4_3 = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]), bytes([198, 51, 100, 7])
+V6_1 = bytes.fromhex("20010db8000000000000000000000001")
+
+
+def svcb_seeds():
+    """HTTPS/SVCB answers (kTypes[7] = HTTPS): hints collected, AliasMode, each malformation."""
+    s = {}
+    R = QR | RD | RA
+    qh = question(qtype=HTTPS)
+    https_sel = sel(type_i=7)
+    first = svcb_rdata(1, params=svc_param(1, b"\x02h2") + svc_param(4, V4_1 + V4_2) +
+                       svc_param(6, V6_1))
+    first_rr = rr(ptr(12), HTTPS, 301, first)  # odd TTL: the fuzz target removes it
+    target_at = 12 + len(qh) + len(first_rr) + 12 + 2  # the second record's TargetName
+    s["https_hints"] = (https_sel + header(40, R, an=2, ar=1) + qh + first_rr +
+                        rr(ptr(12), HTTPS, 60, svcb_rdata(2, name("svc.github.com"),
+                                                          svc_param(4, V4_3))) +
+                        rr(ptr(target_at), A, 30, V4_3))
+    s["svcb_alias"] = (https_sel + header(41, R, an=1) + qh +
+                       rr(ptr(12), SVCB, 300, svcb_rdata(0, name("svc.example.net"))))
+    s["svcb_alias_with_hints"] = (https_sel + header(42, R, an=1) + qh +
+                                  rr(ptr(12), SVCB, 300, svcb_rdata(
+                                      0, name("svc.example.net"), svc_param(4, bytes(5)))))
+    bad = {
+        "https_keys_decreasing": svcb_rdata(1, params=svc_param(6, V6_1) + svc_param(4, V4_1)),
+        "https_keys_repeated": svcb_rdata(1, params=svc_param(4, V4_1) + svc_param(4, V4_2)),
+        "https_ipv4hint_len5": svcb_rdata(1, params=svc_param(4, V4_1 + b"\x07")),
+        "https_ipv4hint_empty": svcb_rdata(1, params=svc_param(4, b"")),
+        "https_ipv6hint_len4": svcb_rdata(1, params=svc_param(6, V4_1)),
+        "https_params_truncated": svcb_rdata(1, params=struct.pack("!HH", 4, 8) + V4_1),
+        "https_half_key": svcb_rdata(1, params=svc_param(4, V4_1) + b"\x00"),
+        "https_target_compressed": svcb_rdata(1, ptr(12)),
+        "https_target_no_root": struct.pack("!H", 1) + b"\x03svc",
+    }
+    for seed_name, rdata in bad.items():
+        s[seed_name] = https_sel + header(43, R, an=1) + qh + rr(ptr(12), HTTPS, 300, rdata)
+    # 255 + 2 + 1 hints: the second record would pass kMaxAddresses (256), so it and the third are
+    # capped.
+    many = b"".join(bytes([10, 0, i >> 8, i & 0xFF]) for i in range(255))
+    s["https_hints_capped"] = (https_sel + header(44, R, an=3) + qh +
+                               rr(ptr(12), HTTPS, 60, svcb_rdata(1, params=svc_param(4, many))) +
+                               rr(ptr(12), HTTPS, 61, svcb_rdata(1, params=svc_param(4, V4_1 + V4_2))) +
+                               rr(ptr(12), HTTPS, 62, svcb_rdata(1, params=svc_param(4, V4_3))))
+    return s
+
+
+class Message:
+    """A message under construction that knows the offset of what it appends."""
+
+    def __init__(self, head):
+        self.data = head
+
+    def add(self, part):
+        at = len(self.data)
+        self.data += part
+        return at
+
+
+def pointer_seeds():
+    """Answers whose later names point into earlier records' owners and RDATA, for remove_records.
+
+    Records with an odd TTL are the ones fuzz_answer removes first.
+    """
+    s = {}
+    R = QR | RD | RA
+    # www.example.org (kNames[2]) A: CNAME, A owned by a1.<target>, A and AAAA pointing into both,
+    # SOA, MX, SRV, NAPTR whose names point there too.
+    m = Message(header(50, R, an=4, ns=1, ar=3) + question(name("www.example.org")))
+    cname = m.add(rr(ptr(12), CNAME, 301, name("cdn.example.net")))
+    cdn = cname + 12
+    example = cdn + 4
+    a1 = m.add(rr(b"\x02a1" + ptr(cdn), A, 61, V4_1))
+    m.add(rr(ptr(a1), A, 90, V4_2))
+    m.add(rr(ptr(cdn), AAAA, 120, V6_1))
+    m.add(rr(ptr(example), SOA, 3600, b"\x02ns" + ptr(a1) + b"\x04host" + ptr(example) +
+             struct.pack("!5I", 1, 7200, 3600, 1209600, 600)))
+    m.add(rr(ptr(a1), MX, 300, struct.pack("!H", 10) + b"\x02mx" + ptr(a1)))
+    sip = m.add(rr(b"\x04_sip\x04_tcp" + ptr(cdn), SRV, 300, struct.pack("!3H", 1, 5, 5060) + ptr(a1)))
+    m.add(rr(ptr(example), NAPTR, 300, struct.pack("!HH", 100, 10) + b"\x01S\x07SIP+D2U\x00" +
+             ptr(sip)))
+    s["pointer_heavy"] = sel(name_i=2) + m.data
+
+    # Every other type whose RDATA names RFC 3597 §4 lists, compressed into the first record.
+    m = Message(header(51, R, an=12) + question())
+    base = m.add(rr(ptr(12), NS, 61, name("ns1.example.net")))
+    ns1 = base + 12
+    net = ns1 + 12
+    m.add(rr(ptr(12), MD, 300, b"\x02md" + ptr(ns1)))
+    m.add(rr(ptr(12), MF, 300, b"\x02mf" + ptr(net)))
+    m.add(rr(ptr(12), MB, 300, ptr(ns1)))
+    m.add(rr(ptr(12), MG, 300, ptr(ns1)))
+    m.add(rr(ptr(12), MR, 300, ptr(ns1)))
+    m.add(rr(ptr(12), MINFO, 300, b"\x02rm" + ptr(ns1) + b"\x02em" + ptr(net)))
+    m.add(rr(ptr(ns1), RP, 300, b"\x04mbox" + ptr(ns1) + b"\x03txt" + ptr(net)))
+    m.add(rr(ptr(ns1), AFSDB, 300, struct.pack("!H", 1) + ptr(ns1)))
+    m.add(rr(ptr(ns1), RT, 300, struct.pack("!H", 10) + b"\x02rt" + ptr(ns1)))
+    m.add(rr(ptr(ns1), PX, 300, struct.pack("!H", 10) + ptr(ns1) + b"\x02px" + ptr(net)))
+    m.add(rr(ptr(net), DNAME, 300, b"\x03new" + ptr(ns1)))
+    s["name_types_compressed"] = sel() + m.data
+
+    # Twenty CNAME targets each extending the previous one, written in full: re-encoding shares
+    # their suffixes and must keep pointer chains short.
+    m = Message(header(52, R, an=20) + question())
+    target = name("com")
+    for i in range(1, 21):
+        target = bytes([len(str(i)) + 1]) + b"l" + str(i).encode() + target
+        m.add(rr(ptr(12), CNAME, 60 + i, target))
+    s["suffix_chain"] = sel() + m.data
     return s
 
 

@@ -1007,6 +1007,640 @@ TEST_CASE("dns_wire: a rendered answer is again a valid answer to the question")
   CHECK(be32(out, 34) == 3595);
 }
 
+// --- HTTPS / SVCB hints (RFC 9460) ----------------------------------------------------------------
+
+namespace {
+
+// kQueryA asking for another type.
+Bytes query_for(std::uint16_t qtype) {
+  Bytes q = kQueryA;
+  set16(q, 24, qtype);
+  return q;
+}
+
+// An upstream answer to github.com `rtype` IN holding one record of that type, owned by
+// github.com, TTL 300, with `rdata`.
+Bytes one_record_answer(std::uint16_t rtype, const Bytes& rdata) {
+  Bytes out = {
+      0x00, 0x09,                                    // ID
+      0x81, 0x80,                                    // flags: QR RD | RA
+      0x00, 0x01,                                    // QDCOUNT 1
+      0x00, 0x01,                                    // ANCOUNT 1
+      0x00, 0x00, 0x00, 0x00,                        // NS AR 0
+      6, 'g', 'i', 't', 'h', 'u', 'b', 3, 'c', 'o', 'm', 0,  // 12: QNAME github.com
+      0x00, 0x00,                                    // 24: QTYPE (set below)
+      0x00, 0x01,                                    // 26: QCLASS IN
+      0xC0, 0x0C,                                    // 28: owner github.com
+      0x00, 0x00,                                    // 30: TYPE (set below)
+      0x00, 0x01,                                    // 32: CLASS IN
+      0x00, 0x00, 0x01, 0x2C,                        // 34: TTL 300
+      0x00, 0x00,                                    // 38: RDLENGTH (set below)
+  };
+  set16(out, 24, rtype);
+  set16(out, 30, rtype);
+  set16(out, 38, static_cast<std::uint16_t>(rdata.size()));
+  return cat({out, rdata});
+}
+
+struct WantAddress {
+  std::uint8_t family;
+  Bytes bytes;
+  std::uint32_t ttl;
+  std::uint16_t record;
+};
+
+void check_addresses(const std::vector<dns::Address>& got, const std::vector<WantAddress>& want) {
+  REQUIRE(got.size() == want.size());
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    INFO("address " << i);
+    CHECK(got[i].family == want[i].family);
+    CHECK(Bytes(got[i].bytes.begin(), got[i].bytes.begin() + (want[i].family == 4 ? 4 : 16)) ==
+          want[i].bytes);
+    CHECK(got[i].ttl == want[i].ttl);
+    CHECK(got[i].record == want[i].record);
+  }
+}
+
+const Bytes kV6Doc1 = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01};
+
+// github.com HTTPS: ServiceMode with alpn, ipv4hint (two) and ipv6hint (one); then an HTTPS with
+// a TargetName and one ipv4hint; then, in the additional section, an A for that TargetName (glue:
+// not collected). 136 octets.
+const Bytes kHttpsAnswer = {
+    0x00, 0x09,                                      // ID
+    0x81, 0x80,                                      // flags: QR RD | RA
+    0x00, 0x01,                                      // QDCOUNT 1
+    0x00, 0x02,                                      // ANCOUNT 2
+    0x00, 0x00,                                      // NSCOUNT 0
+    0x00, 0x01,                                      // ARCOUNT 1
+    6, 'g', 'i', 't', 'h', 'u', 'b', 3, 'c', 'o', 'm', 0,  // 12: QNAME github.com
+    0x00, 0x41,                                      // 24: QTYPE HTTPS
+    0x00, 0x01,                                      // 26: QCLASS IN
+    // 28: record 0, github.com HTTPS 1 . alpn=h2 ipv4hint=192.0.2.1,192.0.2.2 ipv6hint=2001:db8::1
+    0xC0, 0x0C,                                      // owner github.com
+    0x00, 0x41,                                      // TYPE HTTPS
+    0x00, 0x01,                                      // CLASS IN
+    0x00, 0x00, 0x01, 0x2C,                          // 34: TTL 300
+    0x00, 0x2A,                                      // 38: RDLENGTH 42
+    0x00, 0x01,                                      // 40: SvcPriority 1 (ServiceMode)
+    0x00,                                            // 42: TargetName "." (the owner)
+    0x00, 0x01, 0x00, 0x03, 2, 'h', '2',             // 43: key 1 alpn, length 3, "h2"
+    0x00, 0x04, 0x00, 0x08,                          // 50: key 4 ipv4hint, length 8
+    192, 0, 2, 1, 192, 0, 2, 2,                      //     two addresses
+    0x00, 0x06, 0x00, 0x10,                          // 62: key 6 ipv6hint, length 16
+    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,  // one address
+    // 82: record 1, github.com HTTPS 2 svc.github.com ipv4hint=198.51.100.7
+    0xC0, 0x0C,                                      // owner github.com
+    0x00, 0x41,                                      // TYPE HTTPS
+    0x00, 0x01,                                      // CLASS IN
+    0x00, 0x00, 0x00, 0x3C,                          // 88: TTL 60
+    0x00, 0x1A,                                      // 92: RDLENGTH 26
+    0x00, 0x02,                                      // 94: SvcPriority 2
+    3, 's', 'v', 'c', 6, 'g', 'i', 't', 'h', 'u', 'b', 3, 'c', 'o', 'm', 0,  // 96: TargetName
+    0x00, 0x04, 0x00, 0x04, 198, 51, 100, 7,         // 112: ipv4hint, length 4, one address
+    // 120: record 2 (additional), svc.github.com A 198.51.100.7
+    0xC0, 0x60,                                      // owner: pointer to 96, the TargetName
+    0x00, 0x01,                                      // TYPE A
+    0x00, 0x01,                                      // CLASS IN
+    0x00, 0x00, 0x00, 0x1E,                          // 126: TTL 30
+    0x00, 0x04, 198, 51, 100, 7,                     // RDLENGTH 4, address
+};
+
+}  // namespace
+
+TEST_CASE("dns_wire: prepare_answer collects HTTPS ipv4hint and ipv6hint with record numbers") {
+  const dns::Query q = parsed(query_for(dns::type::HTTPS));
+  const dns::AnswerParse p = dns::prepare_answer(kHttpsAnswer, q);
+  REQUIRE_MESSAGE(p.answer.has_value(), p.reason);
+  const dns::PreparedAnswer& a = *p.answer;
+  CHECK(a.ttl_offsets == std::vector<std::uint32_t>{34, 88, 126});
+  check_addresses(a.addresses, {{4, {192, 0, 2, 1}, 300, 0},
+                                {4, {192, 0, 2, 2}, 300, 0},
+                                {6, kV6Doc1, 300, 0},
+                                {4, {198, 51, 100, 7}, 60, 1}});  // the glue A is not collected
+  CHECK_FALSE(a.addresses_capped);
+  CHECK(a.capped_records.empty());
+  CHECK(a.min_ttl == 60);
+
+  // The same RDATA as SVCB (64), with the question asking for SVCB.
+  Bytes svcb = kHttpsAnswer;
+  for (std::size_t at : {24, 30, 84}) set16(svcb, at, dns::type::SVCB);
+  const dns::AnswerParse ps = dns::prepare_answer(svcb, parsed(query_for(dns::type::SVCB)));
+  REQUIRE_MESSAGE(ps.answer.has_value(), ps.reason);
+  CHECK(ps.answer->addresses.size() == 4);
+
+  // Class CH: the layout is IN's only (RFC 9460 §6), so nothing is collected.
+  Bytes chaos = kHttpsAnswer;
+  set16(chaos, 32, dns::qclass::CH);
+  const dns::AnswerParse pc = dns::prepare_answer(chaos, q);
+  REQUIRE_MESSAGE(pc.answer.has_value(), pc.reason);
+  check_addresses(pc.answer->addresses, {{4, {198, 51, 100, 7}, 60, 1}});
+}
+
+TEST_CASE("dns_wire: SVCB AliasMode yields no address, even with hints present") {
+  const dns::Query q = parsed(query_for(dns::type::SVCB));
+  const Bytes alias = {
+      0x00, 0x00,                                    // SvcPriority 0 (AliasMode)
+      3, 's', 'v', 'c', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'n', 'e', 't', 0,  // TargetName
+  };
+  const dns::AnswerParse p = dns::prepare_answer(one_record_answer(dns::type::SVCB, alias), q);
+  REQUIRE_MESSAGE(p.answer.has_value(), p.reason);
+  CHECK(p.answer->addresses.empty());
+  CHECK(p.answer->ttl_offsets == std::vector<std::uint32_t>{34});
+
+  // RFC 9460 §2.4.2: recipients MUST ignore SvcParams in AliasMode, so hints are not collected
+  // (and a length that would be malformed in ServiceMode is not judged).
+  const Bytes alias_hints = cat({alias, {
+      0x00, 0x04, 0x00, 0x05, 1, 2, 3, 4, 5,         // ipv4hint, length 5
+  }});
+  const dns::AnswerParse ph =
+      dns::prepare_answer(one_record_answer(dns::type::SVCB, alias_hints), q);
+  REQUIRE_MESSAGE(ph.answer.has_value(), ph.reason);
+  CHECK(ph.answer->addresses.empty());
+}
+
+TEST_CASE("dns_wire: prepare_answer refuses malformed HTTPS RDATA") {
+  const dns::Query q = parsed(query_for(dns::type::HTTPS));
+  const auto refused = [&q](const Bytes& rdata) {
+    const dns::AnswerParse p = dns::prepare_answer(one_record_answer(dns::type::HTTPS, rdata), q);
+    return !p.answer && std::string(p.reason) == "malformed RDATA";
+  };
+  const Bytes good = {
+      0x00, 0x01,                                    // SvcPriority 1
+      0x00,                                          // TargetName "."
+      0x00, 0x04, 0x00, 0x04, 192, 0, 2, 1,          // ipv4hint, length 4
+      0x00, 0x06, 0x00, 0x10,                        // ipv6hint, length 16
+      0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,
+  };
+  CHECK_FALSE(refused(good));
+
+  CHECK(refused({
+      0x00, 0x01,                                    // SvcPriority 1
+      0x00,                                          // TargetName "."
+      0x00, 0x06, 0x00, 0x10,                        // ipv6hint first
+      0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,
+      0x00, 0x04, 0x00, 0x04, 192, 0, 2, 1,          // then ipv4hint: keys decrease
+  }));
+  CHECK(refused({
+      0x00, 0x01,                                    // SvcPriority 1
+      0x00,                                          // TargetName "."
+      0x00, 0x04, 0x00, 0x04, 192, 0, 2, 1,          // ipv4hint
+      0x00, 0x04, 0x00, 0x04, 192, 0, 2, 2,          // ipv4hint again: not strictly increasing
+  }));
+  CHECK(refused({
+      0x00, 0x01,                                    // SvcPriority 1
+      0x00,                                          // TargetName "."
+      0x00, 0x04, 0x00, 0x05, 192, 0, 2, 1, 7,       // ipv4hint, length 5
+  }));
+  CHECK(refused({
+      0x00, 0x01,                                    // SvcPriority 1
+      0x00,                                          // TargetName "."
+      0x00, 0x04, 0x00, 0x00,                        // ipv4hint, length 0: no address
+  }));
+  CHECK(refused({
+      0x00, 0x01,                                    // SvcPriority 1
+      0x00,                                          // TargetName "."
+      0x00, 0x06, 0x00, 0x04, 192, 0, 2, 1,          // ipv6hint, length 4
+  }));
+  CHECK(refused({
+      0x00, 0x01,                                    // SvcPriority 1
+      0x00,                                          // TargetName "."
+      0x00, 0x04, 0x00, 0x08, 192, 0, 2, 1,          // ipv4hint says 8 octets, RDATA ends at 4
+  }));
+  CHECK(refused({
+      0x00, 0x01,                                    // SvcPriority 1
+      0x00,                                          // TargetName "."
+      0x00, 0x04, 0x00, 0x04, 192, 0, 2, 1,          // ipv4hint
+      0x00,                                          // half a key
+  }));
+  CHECK(refused({
+      0x00, 0x01,                                    // SvcPriority 1
+      0xC0, 0x0C,                                    // TargetName compressed (RFC 9460 §2.2: MUST NOT)
+  }));
+  CHECK(refused({
+      0x00, 0x01,                                    // SvcPriority 1
+      3, 's', 'v', 'c',                              // TargetName without its root label
+  }));
+  CHECK(refused({0x00}));                            // half a SvcPriority
+}
+
+TEST_CASE("dns_wire: addresses stop at kMaxAddresses, whole records only, the rest listed") {
+  static_assert(dns::kMaxAddresses == 256);
+  const dns::Query q = parsed(query_for(dns::type::HTTPS));
+  // record 0: HTTPS with 255 ipv4hints; record 1: HTTPS with 2 (would make 257); record 2: HTTPS
+  // with 1 (would fit, but collection has stopped).
+  const auto https = [](std::size_t hints) {
+    Bytes rdata = {
+        0x00, 0x01,                                  // SvcPriority 1
+        0x00,                                        // TargetName "."
+        0x00, 0x04,                                  // ipv4hint
+        static_cast<std::uint8_t>(hints * 4 >> 8), static_cast<std::uint8_t>(hints * 4),  // length
+    };
+    for (std::size_t i = 0; i < hints; ++i) {
+      rdata.insert(rdata.end(), {10, 0, static_cast<std::uint8_t>(i >> 8), static_cast<std::uint8_t>(i)});
+    }
+    Bytes rr = {
+        0xC0, 0x0C,                                  // owner github.com
+        0x00, 0x41, 0x00, 0x01,                      // HTTPS IN
+        0x00, 0x00, 0x00, 0x3C,                      // TTL 60
+        static_cast<std::uint8_t>(rdata.size() >> 8), static_cast<std::uint8_t>(rdata.size()),
+    };
+    return cat({rr, rdata});
+  };
+  Bytes msg = cat({Bytes(kHttpsAnswer.begin(), kHttpsAnswer.begin() + 28), https(255), https(2),
+                   https(1)});
+  set16(msg, kAn, 3);
+  set16(msg, kAr, 0);
+  const dns::AnswerParse p = dns::prepare_answer(msg, q);
+  REQUIRE_MESSAGE(p.answer.has_value(), p.reason);
+  const dns::PreparedAnswer& a = *p.answer;
+  CHECK(a.addresses.size() == 255);
+  CHECK(a.addresses.back().record == 0);
+  CHECK(a.addresses_capped);
+  CHECK(a.capped_records == std::vector<std::uint16_t>{1, 2});
+
+  // Removing the records listed leaves an answer that is not capped.
+  const auto kept = dns::remove_records(a, a.capped_records);
+  REQUIRE(kept);
+  CHECK(kept->addresses.size() == 255);
+  CHECK_FALSE(kept->addresses_capped);
+  CHECK(kept->capped_records.empty());
+  CHECK(be16(kept->wire, kAn) == 1);
+
+  // Removing the first instead: the next two now fit.
+  const std::uint16_t first[] = {0};
+  const auto rest = dns::remove_records(a, first);
+  REQUIRE(rest);
+  check_addresses(rest->addresses, {{4, {10, 0, 0, 0}, 60, 0},
+                                    {4, {10, 0, 0, 1}, 60, 0},
+                                    {4, {10, 0, 0, 0}, 60, 1}});
+  CHECK_FALSE(rest->addresses_capped);
+}
+
+// --- remove_records ------------------------------------------------------------------------------
+
+namespace {
+
+// www.github.com A IN, RD, no EDNS: 32 octets.
+const Bytes kQueryWww = {
+    0x56, 0x78,                                      // ID
+    0x01, 0x00,                                      // flags: RD
+    0x00, 0x01,                                      // QDCOUNT 1
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00,              // AN NS AR 0
+    3, 'w', 'w', 'w', 6, 'g', 'i', 't', 'h', 'u', 'b', 3, 'c', 'o', 'm', 0,  // 12: QNAME
+    0x00, 0x01,                                      // 28: QTYPE A
+    0x00, 0x01,                                      // 30: QCLASS IN
+};
+
+// An answer to www.github.com A in which later names point into records 0 and 1: record 1's
+// owner a1.cdn.example.net is pointed at by record 2's owner, the SOA's MNAME, the MX's owner
+// and exchange, and the SRV's target; the CNAME target cdn.example.net (record 0's RDATA) by
+// record 3's owner, the SOA's owner and RNAME, the SRV's and NAPTR's owners. 246 octets.
+const Bytes kPointerAnswer = {
+    0x00, 0x11,                                      // ID
+    0x81, 0x80,                                      // flags: QR RD | RA
+    0x00, 0x01,                                      // QDCOUNT 1
+    0x00, 0x04,                                      // ANCOUNT 4
+    0x00, 0x01,                                      // NSCOUNT 1
+    0x00, 0x03,                                      // ARCOUNT 3
+    3, 'w', 'w', 'w', 6, 'g', 'i', 't', 'h', 'u', 'b', 3, 'c', 'o', 'm', 0,  // 12: QNAME
+    0x00, 0x01,                                      // 28: QTYPE A
+    0x00, 0x01,                                      // 30: QCLASS IN
+    // 32: record 0, www.github.com CNAME cdn.example.net
+    0xC0, 0x0C,                                      // owner: pointer to 12
+    0x00, 0x05, 0x00, 0x01,                          // CNAME IN
+    0x00, 0x00, 0x01, 0x2C,                          // 38: TTL 300
+    0x00, 0x11,                                      // 42: RDLENGTH 17
+    3, 'c', 'd', 'n',                                // 44: cdn
+    7, 'e', 'x', 'a', 'm', 'p', 'l', 'e',            // 48: example
+    3, 'n', 'e', 't', 0,                             // 56: net, root
+    // 61: record 1, a1.cdn.example.net A 192.0.2.1
+    2, 'a', '1', 0xC0, 0x2C,                         // owner: a1 + pointer to 44
+    0x00, 0x01, 0x00, 0x01,                          // A IN
+    0x00, 0x00, 0x00, 0x3C,                          // 70: TTL 60
+    0x00, 0x04, 192, 0, 2, 1,                        // RDLENGTH 4, address
+    // 80: record 2, a1.cdn.example.net A 192.0.2.2
+    0xC0, 0x3D,                                      // owner: pointer to 61 (inside record 1)
+    0x00, 0x01, 0x00, 0x01,                          // A IN
+    0x00, 0x00, 0x00, 0x5A,                          // 86: TTL 90
+    0x00, 0x04, 192, 0, 2, 2,                        // RDLENGTH 4, address
+    // 96: record 3, cdn.example.net AAAA 2001:db8::1
+    0xC0, 0x2C,                                      // owner: pointer to 44 (CNAME RDATA)
+    0x00, 0x1C, 0x00, 0x01,                          // AAAA IN
+    0x00, 0x00, 0x00, 0x78,                          // 102: TTL 120
+    0x00, 0x10,                                      // RDLENGTH 16
+    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,  // address
+    // 124: record 4 (authority), example.net SOA
+    0xC0, 0x30,                                      // owner: pointer to 48
+    0x00, 0x06, 0x00, 0x01,                          // SOA IN
+    0x00, 0x00, 0x0E, 0x10,                          // 130: TTL 3600
+    0x00, 0x20,                                      // 134: RDLENGTH 32
+    2, 'n', 's', 0xC0, 0x3D,                         // 136: MNAME ns + pointer to 61
+    4, 'h', 'o', 's', 't', 0xC0, 0x30,               // 141: RNAME host + pointer to 48
+    0x00, 0x00, 0x00, 0x01,                          // 148: SERIAL 1
+    0x00, 0x00, 0x1C, 0x20,                          // REFRESH 7200
+    0x00, 0x00, 0x0E, 0x10,                          // RETRY 3600
+    0x00, 0x12, 0x75, 0x00,                          // EXPIRE 1209600
+    0x00, 0x00, 0x02, 0x58,                          // 164: MINIMUM 600
+    // 168: record 5 (additional), a1.cdn.example.net MX 10 mx.a1.cdn.example.net
+    0xC0, 0x3D,                                      // owner: pointer to 61
+    0x00, 0x0F, 0x00, 0x01,                          // MX IN
+    0x00, 0x00, 0x01, 0x2C,                          // 174: TTL 300
+    0x00, 0x07,                                      // RDLENGTH 7
+    0x00, 0x0A,                                      // 180: PREFERENCE 10
+    2, 'm', 'x', 0xC0, 0x3D,                         // 182: EXCHANGE mx + pointer to 61
+    // 187: record 6, _sip._tcp.cdn.example.net SRV 1 5 5060 a1.cdn.example.net
+    4, '_', 's', 'i', 'p', 4, '_', 't', 'c', 'p', 0xC0, 0x2C,  // owner: ... + pointer to 44
+    0x00, 0x21, 0x00, 0x01,                          // SRV IN
+    0x00, 0x00, 0x01, 0x2C,                          // 203: TTL 300
+    0x00, 0x08,                                      // RDLENGTH 8
+    0x00, 0x01, 0x00, 0x05, 0x13, 0xC4,              // 209: priority 1, weight 5, port 5060
+    0xC0, 0x3D,                                      // 215: target: pointer to 61 (RFC 2782
+                                                     //      forbids it; RFC 3597 §4 accepts it)
+    // 217: record 7, example.net NAPTR 100 10 "S" "SIP+D2U" "" _sip._tcp.cdn.example.net
+    0xC0, 0x30,                                      // owner: pointer to 48
+    0x00, 0x23, 0x00, 0x01,                          // NAPTR IN
+    0x00, 0x00, 0x01, 0x2C,                          // 223: TTL 300
+    0x00, 0x11,                                      // RDLENGTH 17
+    0x00, 0x64, 0x00, 0x0A,                          // 229: ORDER 100, PREFERENCE 10
+    1, 'S',                                          // FLAGS "S"
+    7, 'S', 'I', 'P', '+', 'D', '2', 'U',            // SERVICES "SIP+D2U"
+    0,                                               // REGEXP ""
+    0xC0, 0xBB,                                      // REPLACEMENT: pointer to 187
+};
+
+// One RR as an independent walk with the plain Reader finds it.
+struct WalkedRr {
+  std::string owner;
+  std::uint16_t type = 0;
+  std::uint32_t ttl = 0;
+  std::size_t rdata = 0;
+  std::uint16_t rdlength = 0;
+};
+
+// Every RR of `msg` after its one question; REQUIREs that the counts and octets agree.
+std::vector<WalkedRr> walk(const Bytes& msg) {
+  dns::Reader r(msg);
+  auto h = r.header();
+  REQUIRE(h);
+  REQUIRE(h->qdcount == 1);
+  REQUIRE(r.name());
+  REQUIRE(r.skip(4));
+  std::vector<WalkedRr> out;
+  for (int i = 0; i < h->ancount + h->nscount + h->arcount; ++i) {
+    WalkedRr rr;
+    auto owner = r.name();
+    REQUIRE(owner);
+    rr.owner = owner->to_text();
+    rr.type = r.u16().value_or(0);
+    REQUIRE(r.skip(2));
+    rr.ttl = r.u32().value_or(0);
+    rr.rdlength = r.u16().value_or(0);
+    rr.rdata = r.pos();
+    REQUIRE(r.skip(rr.rdlength));
+    out.push_back(rr);
+  }
+  CHECK(r.remaining() == 0);
+  return out;
+}
+
+std::string name_text(const Bytes& msg, std::size_t at) {
+  dns::Reader r(msg, at);
+  auto n = r.name();
+  return n ? n->to_text() : "<malformed>";
+}
+
+}  // namespace
+
+TEST_CASE("dns_wire: remove_records rewrites names that pointed into the removed record") {
+  const dns::Query q = parsed(kQueryWww);
+  const dns::AnswerParse p = dns::prepare_answer(kPointerAnswer, q);
+  REQUIRE_MESSAGE(p.answer.has_value(), p.reason);
+  const dns::PreparedAnswer& a = *p.answer;
+  check_addresses(a.addresses, {{4, {192, 0, 2, 1}, 60, 1},
+                                {4, {192, 0, 2, 2}, 90, 2},
+                                {6, kV6Doc1, 120, 3}});
+  CHECK(a.min_ttl == 60);
+
+  const std::uint16_t remove[] = {1, 1, 99};         // a duplicate and an unknown number
+  const auto b = dns::remove_records(a, remove);
+  REQUIRE(b);
+  CHECK(be16(b->wire, kAn) == 3);
+  CHECK(be16(b->wire, kNs) == 1);
+  CHECK(be16(b->wire, kAr) == 3);
+  CHECK(be16(b->wire, kId) == 0);
+  CHECK(be16(b->wire, kFlags) == be16(a.wire, kFlags));
+  CHECK(Bytes(b->wire.begin() + 12, b->wire.begin() + 32) ==
+        Bytes(a.wire.begin() + 12, a.wire.begin() + 32));  // the question as it was
+  CHECK(b->rcode == a.rcode);
+  CHECK(b->min_ttl == 90);                                    // the removed A had the lowest
+  check_addresses(b->addresses, {{4, {192, 0, 2, 2}, 90, 1}, {6, kV6Doc1, 120, 2}});
+
+  // An independent walk of the new message.
+  const std::vector<WalkedRr> rrs = walk(b->wire);
+  REQUIRE(rrs.size() == 7);
+  const std::vector<std::string> owners = {
+      "www.github.com.", "a1.cdn.example.net.", "cdn.example.net.", "example.net.",
+      "a1.cdn.example.net.", "_sip._tcp.cdn.example.net.", "example.net."};
+  const std::vector<std::uint16_t> types = {dns::type::CNAME, dns::type::A, dns::type::AAAA,
+                                            dns::type::SOA, dns::type::MX, dns::type::SRV, 35};
+  const std::vector<std::uint32_t> ttls = {300, 90, 120, 3600, 300, 300, 300};
+  REQUIRE(b->ttl_offsets.size() == 7);
+  for (std::size_t i = 0; i < rrs.size(); ++i) {
+    INFO("record " << i);
+    CHECK(rrs[i].owner == owners[i]);
+    CHECK(rrs[i].type == types[i]);
+    CHECK(rrs[i].ttl == ttls[i]);
+    CHECK(be32(b->wire, b->ttl_offsets[i]) == ttls[i]);
+  }
+  CHECK(name_text(b->wire, rrs[0].rdata) == "cdn.example.net.");     // CNAME target
+  dns::Reader soa(b->wire, rrs[3].rdata);
+  CHECK(soa.name()->to_text() == "ns.a1.cdn.example.net.");         // MNAME
+  CHECK(soa.name()->to_text() == "host.example.net.");              // RNAME
+  CHECK(soa.u32() == 1u);                                           // SERIAL
+  CHECK(soa.u32() == 7200u);                                        // REFRESH
+  CHECK(soa.u32() == 3600u);                                        // RETRY
+  CHECK(soa.u32() == 1209600u);                                     // EXPIRE
+  CHECK(soa.u32() == 600u);                                         // MINIMUM
+  CHECK(soa.pos() == rrs[3].rdata + rrs[3].rdlength);
+  CHECK(be16(b->wire, rrs[4].rdata) == 10);                         // MX PREFERENCE
+  CHECK(name_text(b->wire, rrs[4].rdata + 2) == "mx.a1.cdn.example.net.");
+  // SRV and NAPTR names are written uncompressed (RFC 3597 §4: only RFC 1035 types compress).
+  const Bytes a1 = {2, 'a', '1', 3, 'c', 'd', 'n', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e',
+                    3, 'n', 'e', 't', 0};
+  CHECK(rrs[5].rdlength == 6 + a1.size());
+  CHECK(Bytes(b->wire.begin() + static_cast<std::ptrdiff_t>(rrs[5].rdata),
+              b->wire.begin() + static_cast<std::ptrdiff_t>(rrs[5].rdata + 6)) ==
+        Bytes{0x00, 0x01, 0x00, 0x05, 0x13, 0xC4});                 // priority, weight, port
+  CHECK(Bytes(b->wire.begin() + static_cast<std::ptrdiff_t>(rrs[5].rdata + 6),
+              b->wire.begin() + static_cast<std::ptrdiff_t>(rrs[5].rdata + rrs[5].rdlength)) == a1);
+  const std::size_t naptr = rrs[6].rdata;
+  CHECK(Bytes(b->wire.begin() + static_cast<std::ptrdiff_t>(naptr),
+              b->wire.begin() + static_cast<std::ptrdiff_t>(naptr + 15)) ==
+        Bytes{0x00, 0x64, 0x00, 0x0A, 1, 'S', 7, 'S', 'I', 'P', '+', 'D', '2', 'U', 0});
+  CHECK(name_text(b->wire, naptr + 15) == "_sip._tcp.cdn.example.net.");
+  CHECK(rrs[6].rdlength == 15 + 27);                                // the name in full
+
+  // prepare_answer accepts the new message as an answer to the same question, with the same
+  // addresses, offsets and lifetime.
+  const dns::AnswerParse again = dns::prepare_answer(b->wire, q);
+  REQUIRE_MESSAGE(again.answer.has_value(), again.reason);
+  CHECK(again.answer->ttl_offsets == b->ttl_offsets);
+  CHECK(again.answer->min_ttl == b->min_ttl);
+  check_addresses(again.answer->addresses, {{4, {192, 0, 2, 2}, 90, 1}, {6, kV6Doc1, 120, 2}});
+}
+
+TEST_CASE("dns_wire: remove_records of a CNAME whose RDATA other names point into") {
+  const dns::Query q = parsed(kQueryWww);
+  const dns::PreparedAnswer a = *dns::prepare_answer(kPointerAnswer, q).answer;
+  const std::uint16_t remove[] = {0, 1, 4, 6};      // CNAME, an A, the SOA, the SRV
+  const auto b = dns::remove_records(a, remove);
+  REQUIRE(b);
+  CHECK(be16(b->wire, kAn) == 2);
+  CHECK(be16(b->wire, kNs) == 0);
+  CHECK(be16(b->wire, kAr) == 2);
+  const std::vector<WalkedRr> rrs = walk(b->wire);
+  REQUIRE(rrs.size() == 4);
+  CHECK(rrs[0].owner == "a1.cdn.example.net.");
+  CHECK(rrs[1].owner == "cdn.example.net.");
+  CHECK(rrs[2].owner == "a1.cdn.example.net.");
+  CHECK(name_text(b->wire, rrs[2].rdata + 2) == "mx.a1.cdn.example.net.");
+  CHECK(rrs[3].owner == "example.net.");
+  CHECK(name_text(b->wire, rrs[3].rdata + 15) == "_sip._tcp.cdn.example.net.");
+  CHECK(b->min_ttl == 90);
+  check_addresses(b->addresses, {{4, {192, 0, 2, 2}, 90, 0}, {6, kV6Doc1, 120, 1}});
+  const dns::AnswerParse again = dns::prepare_answer(b->wire, q);
+  REQUIRE_MESSAGE(again.answer.has_value(), again.reason);
+  check_addresses(again.answer->addresses, {{4, {192, 0, 2, 2}, 90, 0}, {6, kV6Doc1, 120, 1}});
+}
+
+TEST_CASE("dns_wire: remove_records compresses like the upstream did when it can") {
+  // kChainAnswer without its second A: the same octets minus the record, ANCOUNT 3.
+  const dns::PreparedAnswer a = *dns::prepare_answer(kChainAnswer, parsed(kQueryA)).answer;
+  const std::uint16_t second_a[] = {2};
+  const auto b = dns::remove_records(a, second_a);
+  REQUIRE(b);
+  Bytes expected = a.wire;
+  expected.erase(expected.begin() + 73, expected.begin() + 89);
+  set16(expected, kAn, 3);
+  CHECK(b->wire == expected);
+  CHECK(b->ttl_offsets == std::vector<std::uint32_t>{34, 63, 79});
+
+  // Nothing removed: the message comes back as it was.
+  const auto same = dns::remove_records(a, {});
+  REQUIRE(same);
+  CHECK(same->wire == a.wire);
+  CHECK(same->ttl_offsets == a.ttl_offsets);
+}
+
+TEST_CASE("dns_wire: remove_records keeps pointer chains short when it shares suffixes") {
+  // Twenty CNAMEs of github.com whose targets, written in full, each extend the previous one:
+  // l1.com, l2.l1.com, … l20.….l1.com. Compressing each against the one before would chain 19
+  // pointers; Reader follows at most 16, and the writer stays well below that.
+  constexpr int kNames = 20;
+  Bytes msg(kChainAnswer.begin(), kChainAnswer.begin() + 28);
+  set16(msg, kAn, kNames);
+  set16(msg, kAr, 0);
+  Bytes target = {3, 'c', 'o', 'm', 0};
+  std::vector<std::string> targets;
+  for (int i = 1; i <= kNames; ++i) {
+    const std::string label = "l" + std::to_string(i);
+    Bytes longer = {static_cast<std::uint8_t>(label.size())};
+    for (char c : label) longer.push_back(static_cast<std::uint8_t>(c));
+    target = cat({longer, target});
+    targets.push_back(name_text(cat({Bytes(12, 0), target}), 12));
+    msg.insert(msg.end(), {
+        0xC0, 0x0C,                                  // owner github.com
+        0x00, 0x05, 0x00, 0x01,                      // CNAME IN
+        0x00, 0x00, 0x00, 0x3C,                      // TTL 60
+        0x00, static_cast<std::uint8_t>(target.size()),  // RDLENGTH
+    });
+    msg.insert(msg.end(), target.begin(), target.end());
+  }
+  const dns::Query q = parsed(kQueryA);
+  const dns::PreparedAnswer a = *dns::prepare_answer(msg, q).answer;
+  const auto b = dns::remove_records(a, {});
+  REQUIRE(b);
+  CHECK(b->wire.size() < a.wire.size());
+  const std::vector<WalkedRr> rrs = walk(b->wire);
+  REQUIRE(rrs.size() == kNames);
+  for (std::size_t i = 0; i < kNames; ++i) CHECK(name_text(b->wire, rrs[i].rdata) == targets[i]);
+  CHECK(dns::prepare_answer(b->wire, q).answer.has_value());
+}
+
+TEST_CASE("dns_wire: removing every address leaves a NODATA-shaped answer that renders") {
+  const dns::Query q = parsed(kQueryA);
+  const dns::PreparedAnswer a = *dns::prepare_answer(kChainAnswer, q).answer;
+  std::vector<std::uint16_t> records;
+  for (const dns::Address& addr : a.addresses) records.push_back(addr.record);
+  const auto b = dns::remove_records(a, records);
+  REQUIRE(b);
+  CHECK(b->addresses.empty());
+  CHECK(be16(b->wire, kAn) == 1);                             // the CNAME stays
+  CHECK(b->min_ttl == 300);
+  CHECK(b->wire.size() == 57);                                // header, question, the CNAME
+
+  // A plain A answer without its A: no record at all, NOERROR.
+  Bytes plain = cat({Bytes(kChainAnswer.begin(), kChainAnswer.begin() + 28), {
+      0xC0, 0x0C,                                    // owner github.com
+      0x00, 0x01, 0x00, 0x01,                        // A IN
+      0x00, 0x00, 0x00, 0x3C,                        // TTL 60
+      0x00, 0x04, 192, 0, 2, 9,                      // RDLENGTH 4, address
+  }});
+  set16(plain, kAn, 1);
+  set16(plain, kAr, 0);
+  const dns::PreparedAnswer one = *dns::prepare_answer(plain, q).answer;
+  const std::uint16_t first[] = {0};
+  const auto none = dns::remove_records(one, first);
+  REQUIRE(none);
+  CHECK(none->wire.size() == 28);
+  CHECK(be16(none->wire, kAn) == 0);
+  CHECK(none->rcode == dns::rcode::NoError);
+  CHECK(none->ttl_offsets.empty());
+  CHECK(none->min_ttl == 0);
+
+  // Both render for a client: its ID and question, TTLs lowered, and parse again.
+  const dns::Query client = parsed(kClientMixedCase);
+  Bytes out;
+  dns::render_answer(*b, client, kClientMixedCase, 10, 3600, 1232, out);
+  REQUIRE(out.size() == 57 + 11);
+  CHECK(be16(out, kId) == 0xBEEF);
+  CHECK(Bytes(out.begin() + 12, out.begin() + 28) ==
+        Bytes(kClientMixedCase.begin() + 12, kClientMixedCase.begin() + 28));
+  CHECK(be32(out, 34) == 290);
+  const dns::AnswerParse again = dns::prepare_answer(out, client);
+  REQUIRE_MESSAGE(again.answer.has_value(), again.reason);
+  CHECK(again.answer->addresses.empty());
+  dns::render_answer(*none, client, kClientMixedCase, 0, 3600, 1232, out);
+  CHECK(out.size() == 28 + 11);
+  CHECK(be16(out, kAn) == 0);
+  CHECK(dns::prepare_answer(out, client).answer.has_value());
+}
+
+TEST_CASE("dns_wire: remove_records of an HTTPS record removes all its hints") {
+  const dns::Query q = parsed(query_for(dns::type::HTTPS));
+  const dns::PreparedAnswer a = *dns::prepare_answer(kHttpsAnswer, q).answer;
+  const std::uint16_t first[] = {0};
+  const auto b = dns::remove_records(a, first);
+  REQUIRE(b);
+  check_addresses(b->addresses, {{4, {198, 51, 100, 7}, 60, 0}});
+  const std::vector<WalkedRr> rrs = walk(b->wire);
+  REQUIRE(rrs.size() == 2);
+  CHECK(rrs[1].owner == "svc.github.com.");                   // pointed into the TargetName
+  CHECK(rrs[1].type == dns::type::A);
+  // The TargetName (RFC 9460 §2.2: never compressed) is copied with its RDATA as it was.
+  CHECK(Bytes(b->wire.begin() + static_cast<std::ptrdiff_t>(rrs[0].rdata),
+              b->wire.begin() + static_cast<std::ptrdiff_t>(rrs[0].rdata + rrs[0].rdlength)) ==
+        Bytes(kHttpsAnswer.begin() + 94, kHttpsAnswer.begin() + 120));
+}
+
+TEST_CASE("dns_wire: remove_records refuses a message it cannot walk") {
+  dns::PreparedAnswer broken = *dns::prepare_answer(kChainAnswer, parsed(kQueryA)).answer;
+  broken.wire.resize(60);                                     // cut inside the CNAME target
+  CHECK_FALSE(dns::remove_records(broken, {}).has_value());
+  CHECK_FALSE(dns::remove_records(dns::PreparedAnswer{}, {}).has_value());
+}
+
 // --- udp_limit / type_name -----------------------------------------------------------------------
 
 TEST_CASE("dns_wire: udp_limit clamps to 512 and our maximum") {
