@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/dns_wire.h"
 #include "common/config_error.h"
 #include "common/yaml_load.h"
 
@@ -51,7 +52,8 @@ constexpr IntRange kNftAckTimeout{"nft.ack_timeout_ms", 1, 10000};
 constexpr IntRange kNftMinTimeout{"nft.min_timeout", 1, 86400};
 constexpr IntRange kNftMaxTimeout{"nft.max_timeout", 1, 604800};
 constexpr IntRange kNftGrace{"nft.grace", 0, 3600};
-constexpr IntRange kNftMaxAddresses{"nft.max_addresses", 1, 1024};
+// The wire parser collects at most dns::kMaxAddresses per answer.
+constexpr IntRange kNftMaxAddresses{"nft.max_addresses", 1, egress::dns::kMaxAddresses};
 
 constexpr const char* kEndpointExpected =
     "expected IP, IP:PORT or [IPv6]:PORT with a port from 1 to 65535";

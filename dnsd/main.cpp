@@ -14,6 +14,7 @@
 #include "dnsd/cli.h"
 #include "dnsd/config.h"
 #include "dnsd/installer.h"
+#include "dnsd/nft_installer.h"
 #include "dnsd/reload.h"
 #include "dnsd/resolver.h"
 #include "dnsd/tcp_listener.h"
@@ -83,16 +84,13 @@ class Reloader {
 int serve(const Config& config) {
   setup_logging(config);
   const auto allowlist = dnsd::Allowlist::load(config.allowlist);
-  if (config.nft_mode != dnsd::NftMode::Off) {
-    throw egress::ConfigError("nft.mode",
-                              "enforce and sets modes are not available in this build yet; use "
-                              "--nft-mode off");
-  }
+  const bool nft = config.nft_mode != dnsd::NftMode::Off;
 
   boost::asio::io_context io(1);  // one thread runs everything
   // c-ares doubles the timeout each round: D/3 then 2D/3 fills the deadline with two tries.
   const auto try_timeout = std::max(config.upstream_timeout / 3, std::chrono::milliseconds(1));
-  dnsd::Upstream upstream(io, config.upstreams, try_timeout, 2);
+  dnsd::Upstream upstream(io, config.upstreams, try_timeout, 2,
+                          nft ? std::optional(config.nft_mark) : std::nullopt);
   const auto servers = upstream.servers();
   if (servers.empty()) {
     throw egress::ConfigError("upstream",
@@ -108,8 +106,20 @@ int serve(const Config& config) {
     }
   }
 
-  dnsd::NoInstaller installer;
-  dnsd::Resolver resolver(io, config, allowlist, upstream, installer);
+  // The table exists before the first query is answered (fail closed from the start).
+  std::unique_ptr<dnsd::Installer> installer;
+  if (nft) {
+    try {
+      installer = std::make_unique<dnsd::NftInstaller>(io, config, allowlist->networks());
+    } catch (const std::exception& e) {
+      throw egress::ConfigError("nft", std::string(e.what()) +
+                                           " (dnsd needs CAP_NET_ADMIN; --nft-mode off filters "
+                                           "DNS only)");
+    }
+  } else {
+    installer = std::make_unique<dnsd::NoInstaller>();
+  }
+  dnsd::Resolver resolver(io, config, allowlist, upstream, *installer);
   std::vector<std::unique_ptr<dnsd::UdpListener>> udp;
   std::vector<std::unique_ptr<dnsd::TcpListener>> tcp;
   for (const auto& at : config.listen) {
@@ -150,10 +160,17 @@ int serve(const Config& config) {
   io.run();
 
   const auto& st = resolver.stats();
-  spdlog::info("stopped: {} queries, {} allowed, {} denied, {} cache hits, {} upstream, {} "
-               "servfail, {} malformed, {} dropped",
-               st.queries, st.allowed, st.denied, st.cache_hits, st.upstream_sent, st.servfail,
-               st.malformed, st.dropped);
+  spdlog::info("stopped: {} queries, {} allowed, {} denied, {} cache hits, {} renewals, {} "
+               "upstream, {} servfail, {} malformed, {} dropped",
+               st.queries, st.allowed, st.denied, st.cache_hits, st.renewals, st.upstream_sent,
+               st.servfail, st.malformed, st.dropped);
+  if (const auto* n = dynamic_cast<const dnsd::NftInstaller*>(installer.get())) {
+    const auto& is = n->stats();
+    spdlog::info("nftables: {} batches, {} elements added, {} renewed, {} skipped, {} errors, {} "
+                 "revoked, {} recoveries",
+                 is.batches, is.elements_added, is.renewals, is.skipped, is.errors, is.revoked,
+                 is.recoveries);
+  }
   return 0;
 }
 

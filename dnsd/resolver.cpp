@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "dnsd/address_guard.h"
 #include "dnsd/query_log.h"
 
 namespace dnsd {
@@ -13,8 +14,6 @@ namespace dns = egress::dns;
 namespace {
 
 constexpr std::size_t kMaxTcpMessage = 65535;  // the 2-octet length prefix (RFC 1035 §4.2.2)
-constexpr std::uint32_t kNoTtlCap = std::numeric_limits<std::uint32_t>::max();
-
 bool cacheable(const dns::PreparedAnswer& a) {
   // Only answers that say something about the name: SERVFAIL/REFUSED say something about the
   // upstream, and a truncated answer is incomplete.
@@ -100,11 +99,17 @@ Resolver::Outcome Resolver::handle(std::span<const std::uint8_t> packet, const C
   ++stats_.allowed;
 
   std::string key = cache_key(q);
-  if (auto hit = cache_.lookup(key, Clock::now())) {
-    ++stats_.cache_hits;
-    dns::render_answer(*hit->answer, q, packet, hit->age, kNoTtlCap, limit, out);
-    log(client, &q, "allow", rule->pattern, out, "hit", std::nullopt);
-    return Outcome::Reply;
+  const auto now = Clock::now();
+  std::optional<AnswerCache::Hit> hit = cache_.lookup(key, now);
+  if (hit) {
+    // A cached answer is served at once while its elements have life left; otherwise it is
+    // renewed in the kernel first (the dnsmasq bug: cached answers that never renew).
+    if (const auto cap = installer_.fresh(hit->answer->addresses, now)) {
+      ++stats_.cache_hits;
+      dns::render_answer(*hit->answer, q, packet, hit->age, *cap, limit, out);
+      log(client, &q, "allow", rule->pattern, out, "hit", std::nullopt);
+      return Outcome::Reply;
+    }
   }
 
   Waiter w{std::vector<std::uint8_t>(packet.begin(), packet.end()), q, client, limit, false,
@@ -129,27 +134,36 @@ Resolver::Outcome Resolver::handle(std::span<const std::uint8_t> packet, const C
   f->id = next_id_++;
   f->hostname = *host;
   f->rule = rule->pattern;
-  f->started = Clock::now();
+  f->started = now;
   w.reply = defer();
   f->waiters.push_back(std::move(w));
   Inflight& ref = *f;
   const auto [pos, inserted] = inflight_.emplace(std::move(key), std::move(f));
-  start_upstream(pos->first, ref, q);  // may finish (and erase) before it returns
+  arm_deadline(pos->first, ref);
+  if (hit) {
+    ++stats_.renewals;
+    ref.renewal = true;
+    install(pos->first, ref.id, hit->answer, hit->age);
+  } else {
+    start_upstream(pos->first, ref, q);  // may finish (and erase) before it returns
+  }
   return Outcome::Pending;
+}
+
+void Resolver::arm_deadline(const std::string& key, Inflight& f) {
+  f.deadline.expires_after(config_.upstream_timeout);
+  f.deadline.async_wait([this, key, id = f.id](const boost::system::error_code& ec) {
+    if (ec) return;
+    fail(key, id, dns::ede::NoReachableAuthority,
+         "egress: no upstream answer within " + std::to_string(config_.upstream_timeout.count()) +
+             " ms");
+  });
 }
 
 void Resolver::start_upstream(const std::string& key, Inflight& f, const dns::Query& q) {
   ++stats_.upstream_sent;
-  const std::uint64_t id = f.id;
-  f.deadline.expires_after(config_.upstream_timeout);
-  f.deadline.async_wait([this, key, id](const boost::system::error_code& ec) {
-    if (ec) return;
-    finish(key, id, nullptr, dns::ede::NoReachableAuthority,
-           "egress: no upstream answer within " +
-               std::to_string(config_.upstream_timeout.count()) + " ms");
-  });
   const std::vector<std::uint8_t> query = dns::make_upstream_query(q);
-  upstream_.send(query, [this, key, id](int status, std::span<const std::uint8_t> answer) {
+  upstream_.send(query, [this, key, id = f.id](int status, std::span<const std::uint8_t> answer) {
     on_upstream(key, id, status, answer);
   });
 }
@@ -159,56 +173,95 @@ void Resolver::on_upstream(const std::string& key, std::uint64_t id, int status,
   const auto it = inflight_.find(key);
   if (it == inflight_.end() || it->second->id != id) return;  // the deadline answered already
   if (status != ARES_SUCCESS) {
-    finish(key, id, nullptr, dns::ede::NoReachableAuthority,
-           std::string("egress: upstream failed: ") + ares_strerror(status));
+    fail(key, id, dns::ede::NoReachableAuthority,
+         std::string("egress: upstream failed: ") + ares_strerror(status));
     return;
   }
-  dns::AnswerParse parsed = dns::prepare_answer(answer, it->second->waiters.front().query);
+  const Inflight& f = *it->second;
+  dns::AnswerParse parsed = dns::prepare_answer(answer, f.waiters.front().query);
   if (!parsed.answer) {
-    spdlog::warn("upstream answer for {} rejected: {}", it->second->hostname, parsed.reason);
-    finish(key, id, nullptr, dns::ede::NetworkError,
-           std::string("egress: upstream answer rejected: ") + parsed.reason);
+    spdlog::warn("upstream answer for {} rejected: {}", f.hostname, parsed.reason);
+    fail(key, id, dns::ede::NetworkError,
+         std::string("egress: upstream answer rejected: ") + parsed.reason);
     return;
   }
-  auto prepared = std::make_shared<const dns::PreparedAnswer>(std::move(*parsed.answer));
-  installer_.install(prepared->addresses, [this, key, id, prepared](std::error_code ec) {
-    if (ec) {
-      spdlog::error("installing the addresses of {} failed: {}", key, ec.message());
-      finish(key, id, nullptr, dns::ede::Other, "egress: installing addresses failed");
+  // Design step 6: no private/loopback/link-local address unless networks: covers it, and at
+  // most max_addresses_per_name; such records leave the answer as well as the set.
+  const auto drop = records_to_drop(*parsed.answer, allowlist_->networks(),
+                                    config_.max_addresses_per_name);
+  if (!drop.empty()) {
+    spdlog::info("{}: {} record(s) removed from the answer (guarded ranges or the address cap)",
+                 f.hostname, drop.size());
+    auto filtered = dns::remove_records(*parsed.answer, drop);
+    if (!filtered) {
+      fail(key, id, dns::ede::Other, "egress: could not filter the upstream answer");
       return;
     }
-    finish(key, id, prepared, 0, "");
-  });
+    parsed.answer = std::move(filtered);
+  }
+  install(key, id, std::make_shared<const dns::PreparedAnswer>(std::move(*parsed.answer)), 0);
 }
 
-void Resolver::finish(const std::string& key, std::uint64_t id,
-                      std::shared_ptr<const dns::PreparedAnswer> answer, std::uint16_t ede_code,
-                      const std::string& error) {
+// Design step 7: the answer goes out only once its addresses are in the kernel's set.
+void Resolver::install(const std::string& key, std::uint64_t id,
+                       std::shared_ptr<const dns::PreparedAnswer> answer, std::uint32_t age) {
+  const auto now = Clock::now();
+  if (const auto cap = installer_.fresh(answer->addresses, now)) {
+    complete(key, id, answer, *cap, age);
+    return;
+  }
   const auto it = inflight_.find(key);
-  if (it == inflight_.end() || it->second->id != id) return;
+  installer_.install(it->second->hostname, answer->addresses, now,
+                     [this, key, id, answer, age](std::error_code ec, std::uint32_t cap) {
+                       if (ec) {
+                         fail(key, id, dns::ede::Other,
+                              "egress: installing the addresses failed: " + ec.message());
+                         return;
+                       }
+                       complete(key, id, answer, cap, age);
+                     });
+}
+
+std::unique_ptr<Resolver::Inflight> Resolver::take(const std::string& key, std::uint64_t id) {
+  const auto it = inflight_.find(key);
+  if (it == inflight_.end() || it->second->id != id) return nullptr;
   std::unique_ptr<Inflight> f = std::move(it->second);
   inflight_.erase(it);
   f->deadline.cancel();
+  return f;
+}
 
+void Resolver::complete(const std::string& key, std::uint64_t id,
+                        const std::shared_ptr<const dns::PreparedAnswer>& answer,
+                        std::uint32_t ttl_cap, std::uint32_t age) {
+  std::unique_ptr<Inflight> f = take(key, id);
+  if (!f) return;
   const auto now = Clock::now();
   const double ms = std::chrono::duration<double, std::milli>(now - f->started).count();
-  if (answer && cacheable(*answer)) cache_.insert(key, f->hostname, answer, now);
-  if (!answer) {
-    ++stats_.servfail;
-    spdlog::debug("SERVFAIL for {}: {}", f->hostname, error);
-  }
-
+  if (!f->renewal && cacheable(*answer)) cache_.insert(key, f->hostname, answer, now);
   std::vector<std::uint8_t> out;
   for (Waiter& w : f->waiters) {
-    if (answer) {
-      dns::render_answer(*answer, w.query, w.packet, 0, kNoTtlCap, w.limit, out);
-    } else {
-      out = dns::make_synthetic(w.query, w.packet, {.rcode = dns::rcode::ServFail,
-                                                    .ede_code = ede_code,
-                                                    .ede_text = error});
-    }
+    dns::render_answer(*answer, w.query, w.packet, age, ttl_cap, w.limit, out);
     log(w.client, &w.query, "allow", f->rule, out,
-        w.coalesced ? "coalesced" : "miss", ms);
+        f->renewal ? "renewed" : (w.coalesced ? "coalesced" : "miss"),
+        f->renewal ? std::nullopt : std::optional<double>(ms));
+    w.reply(out);
+  }
+}
+
+void Resolver::fail(const std::string& key, std::uint64_t id, std::uint16_t ede_code,
+                    const std::string& error) {
+  std::unique_ptr<Inflight> f = take(key, id);
+  if (!f) return;
+  ++stats_.servfail;
+  spdlog::debug("SERVFAIL for {}: {}", f->hostname, error);
+  std::vector<std::uint8_t> out;
+  for (Waiter& w : f->waiters) {
+    out = dns::make_synthetic(w.query, w.packet, {.rcode = dns::rcode::ServFail,
+                                                  .ede_code = ede_code,
+                                                  .ede_text = error});
+    log(w.client, &w.query, "allow", f->rule, out, w.coalesced ? "coalesced" : "miss",
+        std::nullopt);
     w.reply(out);
   }
 }
@@ -228,9 +281,10 @@ void Resolver::deny(const dns::Query& q, std::span<const std::uint8_t> packet,
 
 void Resolver::set_allowlist(std::shared_ptr<const Allowlist> allowlist) {
   allowlist_ = std::move(allowlist);
-  const std::size_t dropped =
-      cache_.erase_if([this](std::string_view host) { return allowlist_->match(host) == nullptr; });
+  const auto allowed = [this](std::string_view host) { return allowlist_->match(host) != nullptr; };
+  const std::size_t dropped = cache_.erase_if([&](std::string_view host) { return !allowed(host); });
   if (dropped > 0) spdlog::info("dropped {} cached answers of names no longer allowed", dropped);
+  installer_.reload(allowed, allowlist_->networks());
 }
 
 void Resolver::log(const ClientInfo& c, const dns::Query* q, std::string_view verdict,

@@ -33,7 +33,7 @@ struct ClientInfo {
 
 struct ResolverStats {
   std::uint64_t queries = 0, allowed = 0, denied = 0, cache_hits = 0, coalesced = 0,
-                upstream_sent = 0, servfail = 0, malformed = 0, dropped = 0, overload = 0;
+                renewals = 0, upstream_sent = 0, servfail = 0, malformed = 0, dropped = 0, overload = 0;
 };
 
 class Resolver {
@@ -74,17 +74,25 @@ class Resolver {
     std::uint64_t id = 0;
     std::string hostname;
     std::string rule;
+    bool renewal = false;  // a cached answer whose elements are being renewed: no upstream
     std::vector<Waiter> waiters;
     boost::asio::steady_timer deadline;
     Clock::time_point started;
   };
 
+  void arm_deadline(const std::string& key, Inflight& f);
   void start_upstream(const std::string& key, Inflight& f, const egress::dns::Query& q);
   void on_upstream(const std::string& key, std::uint64_t id, int status,
                    std::span<const std::uint8_t> answer);
-  void finish(const std::string& key, std::uint64_t id,
-              std::shared_ptr<const egress::dns::PreparedAnswer> answer,
-              std::uint16_t ede_code, const std::string& error);
+  void install(const std::string& key, std::uint64_t id,
+               std::shared_ptr<const egress::dns::PreparedAnswer> answer, std::uint32_t age);
+  // Removes the in-flight entry (nullptr when the deadline or another path took it already).
+  std::unique_ptr<Inflight> take(const std::string& key, std::uint64_t id);
+  void complete(const std::string& key, std::uint64_t id,
+                const std::shared_ptr<const egress::dns::PreparedAnswer>& answer,
+                std::uint32_t ttl_cap, std::uint32_t age);
+  void fail(const std::string& key, std::uint64_t id, std::uint16_t ede_code,
+            const std::string& error);
   void deny(const egress::dns::Query& q, std::span<const std::uint8_t> packet,
             const std::string& text, std::vector<std::uint8_t>& out);
   void log(const ClientInfo& c, const egress::dns::Query* q, std::string_view verdict,
