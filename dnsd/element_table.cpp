@@ -63,6 +63,10 @@ ElementTable::Plan ElementTable::plan(std::span<const dns::Address> addresses,
 void ElementTable::applied(const Plan& plan, std::string_view host,
                            std::span<const dns::Address> addresses, Clock::time_point now) {
   for (const SetElement& e : plan.add) elements_[e.address].expires = now + e.expires;
+  hold(host, addresses);
+}
+
+void ElementTable::hold(std::string_view host, std::span<const dns::Address> addresses) {
   for (const dns::Address& a : addresses) {
     const auto it = elements_.find(to_nft(a));
     if (it == elements_.end()) continue;

@@ -51,6 +51,9 @@ class ElementTable {
   // Records a plan the kernel acknowledged, and that `host` holds `addresses`.
   void applied(const Plan& plan, std::string_view host,
                std::span<const egress::dns::Address> addresses, Clock::time_point now);
+  // Records that `host` holds `addresses` (installed already, perhaps for another name), so a
+  // reload that removes the other name keeps them.
+  void hold(std::string_view host, std::span<const egress::dns::Address> addresses);
 
   // Elements read back from the kernel at start-up. Which names hold them is not known, so a
   // reload never revokes them: they expire on their own.

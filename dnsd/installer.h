@@ -26,9 +26,12 @@ class Installer {
   virtual ~Installer() = default;
 
   // The TTL cap when every address is installed already with enough life left (no kernel work);
-  // nothing when install() is needed. Cheap: no netlink traffic, no allocation.
+  // nothing when install() is needed. Cheap: no netlink traffic. A non-empty `holder` is
+  // recorded as holding the addresses (an upstream answer for that name; a cache hit passes
+  // none: its name was recorded when the answer came).
   virtual std::optional<std::uint32_t> fresh(std::span<const egress::dns::Address> addresses,
-                                             Clock::time_point now) = 0;
+                                             Clock::time_point now,
+                                             std::string_view holder = {}) = 0;
 
   // Installs or renews what `addresses` need, on behalf of `host`, and calls `done` once the
   // kernel acknowledged (or refused, or the deadline passed). `done` never runs before install()
@@ -44,8 +47,8 @@ class Installer {
 
 class NoInstaller final : public Installer {
  public:
-  std::optional<std::uint32_t> fresh(std::span<const egress::dns::Address>,
-                                     Clock::time_point) override {
+  std::optional<std::uint32_t> fresh(std::span<const egress::dns::Address>, Clock::time_point,
+                                     std::string_view) override {
     return kNoCap;
   }
   void install(std::string_view, std::span<const egress::dns::Address>, Clock::time_point,

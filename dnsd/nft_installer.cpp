@@ -73,10 +73,11 @@ NftInstaller::NftInstaller(boost::asio::io_context& io, const Config& config,
 }
 
 std::optional<std::uint32_t> NftInstaller::fresh(std::span<const dns::Address> addresses,
-                                                 Clock::time_point now) {
+                                                 Clock::time_point now, std::string_view holder) {
   ElementTable::Plan p = table_.plan(addresses, now);
   if (!p.empty()) return std::nullopt;
   ++stats_.skipped;
+  if (!holder.empty()) table_.hold(holder, addresses);
   return p.ttl_cap;
 }
 
@@ -84,6 +85,7 @@ void NftInstaller::install(std::string_view host, std::span<const dns::Address> 
                            Clock::time_point now, Done done) {
   ElementTable::Plan plan = table_.plan(addresses, now);
   if (plan.empty()) {  // another answer installed them meanwhile
+    table_.hold(host, addresses);
     boost::asio::post(io_, [done = std::move(done), cap = plan.ttl_cap] { done({}, cap); });
     return;
   }

@@ -33,7 +33,7 @@ class NftInstaller final : public Installer {
                std::span<const egress::Cidr> networks);
 
   std::optional<std::uint32_t> fresh(std::span<const egress::dns::Address> addresses,
-                                     Clock::time_point now) override;
+                                     Clock::time_point now, std::string_view holder) override;
   void install(std::string_view host, std::span<const egress::dns::Address> addresses,
                Clock::time_point now, Done done) override;
   void reload(const std::function<bool(std::string_view)>& allowed,

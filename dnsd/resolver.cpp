@@ -206,12 +206,12 @@ void Resolver::on_upstream(const std::string& key, std::uint64_t id, int status,
 void Resolver::install(const std::string& key, std::uint64_t id,
                        std::shared_ptr<const dns::PreparedAnswer> answer, std::uint32_t age) {
   const auto now = Clock::now();
-  if (const auto cap = installer_.fresh(answer->addresses, now)) {
+  const std::string& host = inflight_.find(key)->second->hostname;
+  if (const auto cap = installer_.fresh(answer->addresses, now, host)) {
     complete(key, id, answer, *cap, age);
     return;
   }
-  const auto it = inflight_.find(key);
-  installer_.install(it->second->hostname, answer->addresses, now,
+  installer_.install(host, answer->addresses, now,
                      [this, key, id, answer, age](std::error_code ec, std::uint32_t cap) {
                        if (ec) {
                          fail(key, id, dns::ede::Other,

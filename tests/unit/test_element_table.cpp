@@ -114,3 +114,14 @@ TEST_CASE("element_table: an element about to lapse is forgotten, not deleted") 
   CHECK(t.revoke([](std::string_view) { return false; }, t0 + 89500ms).empty());
   CHECK(t.size() == 0);
 }
+
+TEST_CASE("element_table: a name that finds its addresses installed already holds them too") {
+  ElementTable t(kLife);
+  const auto t0 = dnsd::Clock::now();
+  const dns::Address shared[] = {v4(1, 300)};
+  t.applied(t.plan(shared, t0), "a.example", shared, t0);
+  REQUIRE(t.plan(shared, t0 + 1s).empty());  // b.example's answer needs no kernel work...
+  t.hold("b.example", shared);                // ...but b.example holds the address now
+  CHECK(t.revoke([](std::string_view n) { return n != "a.example"; }, t0 + 2s).empty());
+  CHECK(t.size() == 1);
+}
