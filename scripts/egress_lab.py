@@ -7,8 +7,9 @@
     │      198.51.100.53   2001:db8:100::53│        │      2001:db8:100::2/64     │
     │ nsd on .53 (zones written by the lab)│        │ default routes: internet .1 │
     │ local routes: 192.0.2.0/24,          │        │ dnsd on 127.0.0.1:53, ::1   │
-    │   203.0.113.0/24, 2001:db8:200::/48  │        │ /etc/netns/NAME/resolv.conf │
-    │ blackhole: 198.18.0.53               │        │   -> nameserver 127.0.0.1   │
+    │   203.0.113.0/24, 198.19.0.0/16,     │        │ /etc/netns/NAME/resolv.conf │
+    │   2001:db8:200::/48                  │        │   -> nameserver 127.0.0.1   │
+    │ blackhole: 198.18.0.53               │        │                             │
     └──────────────────────────────────────┘        └─────────────────────────────┘
 
 Every address is in a documentation range (RFC 5737, RFC 3849, RFC 2544's 198.18.0.0/15) and the
@@ -72,7 +73,9 @@ UPSTREAM_V4 = "198.51.100.53"  # nsd
 UPSTREAM_V6 = "2001:db8:100::53"
 BLACKHOLE_V4 = "198.18.0.53"  # routed into a blackhole: a query to it is never answered
 REFUSING_V4 = INTERNET_V4  # ICMP port unreachable for :53
-LOCAL_PREFIXES = ("192.0.2.0/24", "203.0.113.0/24", "2001:db8:200::/48")
+# 198.19.0.0/16 (half of RFC 2544's range, clear of the blackhole) gives tests thousands of
+# distinct server addresses.
+LOCAL_PREFIXES = ("192.0.2.0/24", "203.0.113.0/24", "198.19.0.0/16", "2001:db8:200::/48")
 
 # Addresses the zones publish (and tests compare against).
 GITHUB_A = "192.0.2.10"
@@ -717,7 +720,8 @@ class Lab:
             argv += ["--listen", l]
         for u in (upstream if upstream is not None else [UPSTREAM_V4]):
             argv += ["--upstream", u]
-        argv += ["--nft-mode", "off"]
+        if "--nft-mode" not in map(str, args):  # the lab's default; a test may ask for another
+            argv += ["--nft-mode", "off"]
         if allowlist is not None:
             argv += ["--allowlist", str(allowlist)]
         if log_queries:
@@ -805,6 +809,73 @@ class Lab:
             finally:
                 s.close()
 
+    def start_web(self, port: int = 80, timeout: float = 10.0) -> subprocess.Popen:
+        """A TCP server in the internet namespace on every address there ([::]:port, dual-stack),
+        so on every address of LOCAL_PREFIXES. A connection whose first line starts with "GET "
+        or "HEAD " gets an HTTP/1.0 200 whose body is the address it reached (IPv4 without the
+        ::ffff: prefix) and a newline; any other connection is echoed line by line until EOF
+        (a long-lived connection for tests of established flows). Readiness is probed from the
+        internet namespace itself: the session's firewall may already be closed."""
+        p = self.popen_in_internet(["/usr/bin/python3", "-c", _WEB_SERVER, str(port)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        for addr in ("192.0.2.1", "2001:db8:200::1"):
+            while True:
+                if p.poll() is not None:
+                    raise RuntimeError(f"web server on [::]:{port} exited with {p.returncode}")
+                with self.netns(self.internet):
+                    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET,
+                                      socket.SOCK_STREAM)
+                try:
+                    s.settimeout(0.5)
+                    s.connect((addr, port))
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"web server not reachable on {addr}:{port}") from None
+                    time.sleep(0.05)
+                finally:
+                    s.close()
+        return p
+
+
+# Run by Lab.start_web with `python3 -c`; argv[1] is the port.
+_WEB_SERVER = r"""
+import socket, socketserver, sys
+
+class Handler(socketserver.StreamRequestHandler):
+    timeout = 30
+
+    def handle(self):
+        local = self.connection.getsockname()[0]
+        if local.startswith("::ffff:"):
+            local = local[len("::ffff:"):]
+        line = self.rfile.readline(8192)
+        if line.startswith((b"GET ", b"HEAD ")):
+            while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):
+                pass
+            body = (local + "\n").encode()
+            self.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+                             + body)
+            return
+        while line:
+            self.wfile.write(line)
+            line = self.rfile.readline(8192)
+
+class Server(socketserver.ThreadingTCPServer):
+    address_family = socket.AF_INET6
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 1024
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+Server(("::", int(sys.argv[1])), Handler).serve_forever()
+"""
+
 
 def split_hostport(text: str) -> "tuple[str, int]":
     """"127.0.0.1:53" / "[::1]:5353" / "::1" -> (address, port)."""
@@ -855,6 +926,12 @@ def _demo(lab: Lab) -> bool:
     show(["dig", "+short", "github.com"],
          lambda o: re.search(r"^\d+\.\d+\.\d+\.\d+$", o, re.M) is not None,
          "plain `dig` from the session uses dnsd (resolv.conf -> 127.0.0.1)")
+    show(["nft", "list", "set", "inet", "egress", "allow4"],
+         lambda o: re.search(r"elements = \{[^}]*timeout", o) is not None,
+         "github.com's address is in the kernel's set, with a timeout from its TTL")
+    show(["dig", f"@{UPSTREAM_V4}", "+tries=1", "+time=2", "example.org"],
+         lambda o: "status:" not in o,
+         "a resolver other than dnsd is unreachable from the session (the chain rejects it)")
     print("dnsd query log (stdout, one JSON object per query):")
     for entry in lab.query_log()[-3:]:
         print("  " + json.dumps(entry))
@@ -878,9 +955,9 @@ def _cmd_up(args) -> int:
     with lab:
         print(f"lab up: session namespace {lab.session}, internet namespace {lab.internet}; "
               f"nsd on {UPSTREAM_V4}")
-        lab.start_dnsd(allowlist=str(allowlist))
+        lab.start_dnsd(allowlist=str(allowlist), args=["--nft-mode", "enforce"])
         print(f"dnsd running in {lab.session} on 127.0.0.1:53 and [::1]:53 "
-              f"(allowlist {allowlist})\n")
+              f"(allowlist {allowlist}; nftables enforce mode, table inet egress)\n")
         ok = _demo(lab)
         if not args.shell:
             print("demo: " + ("OK" if ok else "FAILED (see UNEXPECTED above)"))
