@@ -18,6 +18,9 @@ namespace dnsd {
 // The range that makes `a` guarded, e.g. "10.0.0.0/8 (private)", or "" when `a` is public.
 std::string_view guarded_range(const egress::dns::Address& a);
 
+// Whether `a` may be installed: outside every guarded range, or inside `networks`.
+bool installable(const egress::dns::Address& a, std::span<const egress::Cidr> networks);
+
 // Indices (PreparedAnswer record numbering) of the records to remove: those holding a guarded
 // address outside `networks`, those past the first `max_addresses` addresses, and those the
 // parser did not collect (capped_records).

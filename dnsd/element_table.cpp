@@ -85,17 +85,19 @@ void ElementTable::restore(std::span<const SetElement> elements, Clock::time_poi
   }
 }
 
-std::vector<NftAddress> ElementTable::revoke(const std::function<bool(std::string_view)>& allowed,
-                                             Clock::time_point now) {
+std::vector<NftAddress> ElementTable::revoke(
+    const std::function<bool(std::string_view)>& allowed, Clock::time_point now,
+    const std::function<bool(const NftAddress&)>& address_ok) {
   std::vector<NftAddress> gone;
   for (auto it = elements_.begin(); it != elements_.end();) {
     auto& names = it->second.names;
-    if (names.empty()) {  // owner unknown (restored): left to expire
+    const bool bad_address = address_ok && !address_ok(it->first);
+    if (names.empty() && !bad_address) {  // owner unknown (restored): left to expire
       ++it;
       continue;
     }
     std::erase_if(names, [&](const std::string& n) { return !allowed(n); });
-    if (!names.empty()) {
+    if (!names.empty() && !bad_address) {
       ++it;
       continue;
     }

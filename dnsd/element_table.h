@@ -59,10 +59,11 @@ class ElementTable {
   // reload never revokes them: they expire on their own.
   void restore(std::span<const SetElement> elements, Clock::time_point now);
 
-  // Drops the names `allowed` rejects and returns the live addresses that no name holds any more
-  // (for one delete batch); they are forgotten.
-  std::vector<NftAddress> revoke(const std::function<bool(std::string_view)>& allowed,
-                                 Clock::time_point now);
+  // Drops the names `allowed` rejects and returns the live addresses that no name holds any more,
+  // and those `address_ok` rejects whoever holds them (for one delete batch); they are forgotten.
+  std::vector<NftAddress> revoke(
+      const std::function<bool(std::string_view)>& allowed, Clock::time_point now,
+      const std::function<bool(const NftAddress&)>& address_ok = nullptr);
 
   // Forgets expired elements (the kernel removed them itself); returns how many.
   std::size_t expire(Clock::time_point now);

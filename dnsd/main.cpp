@@ -82,6 +82,8 @@ class Reloader {
 };
 
 int serve(const Config& config) {
+  // A closed log pipe or TCP peer must give EPIPE, not kill the resolver of a whole session.
+  std::signal(SIGPIPE, SIG_IGN);
   setup_logging(config);
   const auto allowlist = dnsd::Allowlist::load(config.allowlist);
   const bool nft = config.nft_mode != dnsd::NftMode::Off;

@@ -1,5 +1,7 @@
 #include "dnsd/nft_installer.h"
 
+#include "dnsd/address_guard.h"
+
 #include <algorithm>
 #include <cerrno>
 
@@ -129,7 +131,14 @@ void NftInstaller::install(std::string_view host, std::span<const dns::Address> 
 void NftInstaller::reload(const std::function<bool(std::string_view)>& allowed,
                           std::span<const egress::Cidr> networks) {
   NftBatch batch;
-  const std::vector<NftAddress> gone = table_.revoke(allowed, Clock::now());
+  // Private addresses allowed by networks: that no longer cover them go too (rebinding guard).
+  const std::vector<NftAddress> gone =
+      table_.revoke(allowed, Clock::now(), [&networks](const NftAddress& a) {
+        dns::Address d;
+        d.family = a.family;
+        d.bytes = a.bytes;
+        return installable(d, networks);
+      });
   if (!gone.empty() && !append_delete_elements(batch, spec_, gone)) {
     spdlog::error("nftables: cannot build the revocation batch");
     return;

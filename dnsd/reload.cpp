@@ -12,7 +12,6 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
@@ -53,7 +52,9 @@ FileWatcher::FileWatcher(asio::io_context& io, std::string path, std::function<v
 
 void FileWatcher::start() {
   rewatch();
-  asio::co_spawn(inotify_.get_executor(), run(), asio::detached);
+  asio::co_spawn(inotify_.get_executor(), run(), [](std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);  // out of io_context::run(): main() reports it
+  });
 }
 
 void FileWatcher::rewatch() {

@@ -1,5 +1,6 @@
 #include "dnsd/resolver.h"
 
+#include <algorithm>
 #include <limits>
 
 #include <spdlog/spdlog.h>
@@ -13,7 +14,10 @@ namespace dns = egress::dns;
 
 namespace {
 
-constexpr std::size_t kMaxTcpMessage = 65535;  // the 2-octet length prefix (RFC 1035 §4.2.2)
+constexpr std::size_t kMaxTcpMessage = 65535;
+// Identical queries waiting for one upstream answer: each holds its client's packet, so a client
+// repeating one name while the upstream is slow must not grow memory without bound.
+constexpr std::size_t kMaxWaiters = 256;  // the 2-octet length prefix (RFC 1035 §4.2.2)
 bool cacheable(const dns::PreparedAnswer& a) {
   // Only answers that say something about the name: SERVFAIL/REFUSED say something about the
   // upstream, and a truncated answer is incomplete.
@@ -114,14 +118,15 @@ Resolver::Outcome Resolver::handle(std::span<const std::uint8_t> packet, const C
 
   Waiter w{std::vector<std::uint8_t>(packet.begin(), packet.end()), q, client, limit, false,
            nullptr};
-  if (const auto it = inflight_.find(key); it != inflight_.end()) {
+  if (const auto it = inflight_.find(key); it != inflight_.end() &&
+                                           it->second->waiters.size() < kMaxWaiters) {
     ++stats_.coalesced;
     w.coalesced = true;
     w.reply = defer();
     it->second->waiters.push_back(std::move(w));
     return Outcome::Pending;
   }
-  if (inflight_.size() >= config_.max_pending) {
+  if (inflight_.size() >= config_.max_pending || inflight_.contains(key)) {
     ++stats_.overload;
     out = dns::make_synthetic(q, packet, {.rcode = dns::rcode::ServFail,
                                           .ede_code = dns::ede::Other,
@@ -206,13 +211,19 @@ void Resolver::on_upstream(const std::string& key, std::uint64_t id, int status,
 void Resolver::install(const std::string& key, std::uint64_t id,
                        std::shared_ptr<const dns::PreparedAnswer> answer, std::uint32_t age) {
   const auto now = Clock::now();
-  const std::string& host = inflight_.find(key)->second->hostname;
+  const std::string host = inflight_.find(key)->second->hostname;
   if (const auto cap = installer_.fresh(answer->addresses, now, host)) {
     complete(key, id, answer, *cap, age);
     return;
   }
   installer_.install(host, answer->addresses, now,
-                     [this, key, id, answer, age](std::error_code ec, std::uint32_t cap) {
+                     [this, key, id, answer, age, host](std::error_code ec, std::uint32_t cap) {
+                       if (!ec && !allowed(host)) {
+                         // A reload removed the name while its addresses were being installed:
+                         // revoke them again now that the installer knows them.
+                         installer_.reload([this](std::string_view h) { return allowed(h); },
+                                           allowlist_->networks());
+                       }
                        if (ec) {
                          fail(key, id, dns::ede::Other,
                               "egress: installing the addresses failed: " + ec.message());
@@ -279,12 +290,30 @@ void Resolver::deny(const dns::Query& q, std::span<const std::uint8_t> packet,
   out = dns::make_synthetic(q, packet, s);
 }
 
+bool Resolver::allowed(std::string_view host) const { return allowlist_->match(host) != nullptr; }
+
 void Resolver::set_allowlist(std::shared_ptr<const Allowlist> allowlist) {
+  const bool networks_changed =
+      !std::equal(allowlist->networks().begin(), allowlist->networks().end(),
+                  allowlist_->networks().begin(), allowlist_->networks().end(),
+                  [](const egress::Cidr& a, const egress::Cidr& b) {
+                    return a.to_string() == b.to_string();
+                  });
   allowlist_ = std::move(allowlist);
-  const auto allowed = [this](std::string_view host) { return allowlist_->match(host) != nullptr; };
-  const std::size_t dropped = cache_.erase_if([&](std::string_view host) { return !allowed(host); });
-  if (dropped > 0) spdlog::info("dropped {} cached answers of names no longer allowed", dropped);
-  installer_.reload(allowed, allowlist_->networks());
+  // Cached answers were filtered against the old networks (the rebinding guard): when those
+  // change, every answer is fetched and filtered again.
+  const std::size_t dropped = cache_.erase_if(
+      [&](std::string_view host) { return networks_changed || !allowed(host); });
+  if (dropped > 0) spdlog::info("dropped {} cached answers", dropped);
+  // Queries in flight for names no longer allowed get no answer with addresses.
+  std::vector<std::pair<std::string, std::uint64_t>> revoked;
+  for (const auto& [key, f] : inflight_) {
+    if (!allowed(f->hostname)) revoked.emplace_back(key, f->id);
+  }
+  for (const auto& [key, id] : revoked) {
+    fail(key, id, dns::ede::Blocked, "egress policy: the allowlist changed while resolving");
+  }
+  installer_.reload([this](std::string_view h) { return allowed(h); }, allowlist_->networks());
 }
 
 void Resolver::log(const ClientInfo& c, const dns::Query* q, std::string_view verdict,

@@ -93,6 +93,7 @@ class Resolver {
                 std::uint32_t ttl_cap, std::uint32_t age);
   void fail(const std::string& key, std::uint64_t id, std::uint16_t ede_code,
             const std::string& error);
+  bool allowed(std::string_view host) const;
   void deny(const egress::dns::Query& q, std::span<const std::uint8_t> packet,
             const std::string& text, std::vector<std::uint8_t>& out);
   void log(const ClientInfo& c, const egress::dns::Query* q, std::string_view verdict,

@@ -5,7 +5,6 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ip/v6_only.hpp>
@@ -23,6 +22,15 @@ namespace {
 // A query needs a few hundred octets (see udp_listener.cpp); a larger length prefix is garbage
 // and ends the connection instead of making us buffer 64 KiB per peer.
 constexpr std::size_t kMaxTcpQuery = 4096;
+// Replies queued for a client that does not read: past this the connection is closed instead of
+// growing without bound (a full reply is at most 64 KiB).
+constexpr std::size_t kMaxQueuedBytes = 256 * 1024;
+
+// An exception escaping a coroutine must not leave a deaf listener in a live process: it goes
+// out of io_context::run() and main() reports it and exits.
+void rethrow(std::exception_ptr e) {
+  if (e) std::rethrow_exception(e);
+}
 }  // namespace
 
 class TcpListener::Connection : public std::enable_shared_from_this<Connection> {
@@ -31,18 +39,21 @@ class TcpListener::Connection : public std::enable_shared_from_this<Connection> 
       : socket_(std::move(socket)),
         idle_(socket_.get_executor()),
         resume_(socket_.get_executor()),
-        owner_(owner) {
-    ++owner_.connections_;
+        owner_(owner),
+        count_(owner.connections_) {
+    ++*count_;
     boost::system::error_code ec;
     const auto peer = socket_.remote_endpoint(ec);
     client_ = ClientInfo{peer.address(), peer.port(), true};
   }
-  ~Connection() { --owner_.connections_; }
+  // The io_context may free this after the listener is gone (shutdown): only the shared
+  // counter is touched here.
+  ~Connection() { --*count_; }
 
   void start() {
     auto self = shared_from_this();
-    asio::co_spawn(socket_.get_executor(), read_loop(self), asio::detached);
-    asio::co_spawn(socket_.get_executor(), idle_watch(self), asio::detached);
+    asio::co_spawn(socket_.get_executor(), read_loop(self), rethrow);
+    asio::co_spawn(socket_.get_executor(), idle_watch(self), rethrow);
   }
 
  private:
@@ -93,14 +104,20 @@ class TcpListener::Connection : public std::enable_shared_from_this<Connection> 
     (void)self;  // held so the connection lives as long as this coroutine
     const auto timeout = owner_.config_.tcp_idle_timeout;
     while (!closed_) {
-      idle_.expires_at(last_activity_ + timeout);
+      const auto now = asio::steady_timer::clock_type::now();
+      // Busy (a query or a write pending) counts as activity; a write stuck for a whole timeout
+      // means the client stopped reading.
+      idle_.expires_at(std::max(last_activity_ + timeout, now + std::chrono::milliseconds(1)));
       co_await idle_.async_wait(kTuple);
       if (closed_) co_return;
-      if (in_flight_ == 0 && !writing_ &&
-          asio::steady_timer::clock_type::now() >= last_activity_ + timeout) {
-        spdlog::debug("tcp {}: idle, closing", client_.to_string());
-        close();
+      if (asio::steady_timer::clock_type::now() < last_activity_ + timeout) continue;
+      if (in_flight_ > 0 && !writing_) {
+        touch();  // waiting on upstream, bounded by its deadline
+        continue;
       }
+      spdlog::debug("tcp {}: {}, closing", client_.to_string(),
+                    writing_ ? "replies unread" : "idle");
+      close();
     }
   }
 
@@ -118,7 +135,14 @@ class TcpListener::Connection : public std::enable_shared_from_this<Connection> 
     framed.push_back(static_cast<std::uint8_t>(reply.size() >> 8));
     framed.push_back(static_cast<std::uint8_t>(reply.size() & 0xFF));
     framed.insert(framed.end(), reply.begin(), reply.end());
+    queued_bytes_ += framed.size();
     queue_.push_back(std::move(framed));
+    if (queued_bytes_ > kMaxQueuedBytes) {
+      spdlog::debug("tcp {}: {} bytes of replies unread, closing", client_.to_string(),
+                    queued_bytes_);
+      close();
+      return;
+    }
     if (!writing_) write_next();
   }
 
@@ -131,6 +155,8 @@ class TcpListener::Connection : public std::enable_shared_from_this<Connection> 
     writing_ = true;
     asio::async_write(socket_, asio::buffer(queue_.front()),
                       [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                        if (self->queue_.empty()) return;  // closed meanwhile
+                        self->queued_bytes_ -= self->queue_.front().size();
                         self->queue_.pop_front();
                         if (ec) {
                           self->close();
@@ -161,10 +187,12 @@ class TcpListener::Connection : public std::enable_shared_from_this<Connection> 
   asio::steady_timer idle_;
   asio::steady_timer resume_;
   TcpListener& owner_;
+  std::shared_ptr<std::size_t> count_;
   ClientInfo client_;
   std::deque<std::vector<std::uint8_t>> queue_;
   asio::steady_timer::time_point last_activity_ = asio::steady_timer::clock_type::now();
   std::size_t in_flight_ = 0;
+  std::size_t queued_bytes_ = 0;
   bool writing_ = false;
   bool draining_ = false;  // read side ended; close once the last reply is written
   bool closed_ = false;
@@ -182,7 +210,7 @@ TcpListener::TcpListener(asio::io_context& io, const Endpoint& at, Resolver& res
 }
 
 void TcpListener::start() {
-  asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
+  asio::co_spawn(acceptor_.get_executor(), accept_loop(), rethrow);
 }
 
 asio::awaitable<void> TcpListener::accept_loop() {
@@ -191,17 +219,16 @@ asio::awaitable<void> TcpListener::accept_loop() {
     if (ec == asio::error::operation_aborted) co_return;
     if (ec) {
       // EMFILE and friends: back off briefly instead of spinning on the same error.
-      spdlog::warn("tcp accept on {}: {}", acceptor_.local_endpoint().address().to_string(),
-                   ec.message());
+      spdlog::warn("tcp accept: {}", ec.message());
       asio::steady_timer pause(acceptor_.get_executor(), std::chrono::milliseconds(100));
       co_await pause.async_wait(kTuple);
       continue;
     }
-    if (connections_ >= config_.tcp_max_connections) {
+    if (*connections_ >= config_.tcp_max_connections) {
       // Closing at once tells the client to go elsewhere; leaving it queued would stall it.
       boost::system::error_code ignored;
       socket.close(ignored);
-      spdlog::debug("tcp connection refused: {} connections open", connections_);
+      spdlog::debug("tcp connection refused: {} connections open", *connections_);
       continue;
     }
     std::make_shared<Connection>(std::move(socket), *this)->start();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -20,7 +21,7 @@ class TcpListener {
               const Config& config);
   void start();
 
-  std::size_t connections() const { return connections_; }
+  std::size_t connections() const { return *connections_; }
 
  private:
   class Connection;
@@ -29,7 +30,7 @@ class TcpListener {
   boost::asio::ip::tcp::acceptor acceptor_;
   Resolver& resolver_;
   const Config& config_;
-  std::size_t connections_ = 0;
+  std::shared_ptr<std::size_t> connections_ = std::make_shared<std::size_t>(0);
 };
 
 }  // namespace dnsd

@@ -4,7 +4,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
@@ -21,6 +21,13 @@ namespace {
 constexpr std::size_t kMaxUdpQuery = 4096;
 // Bursts of clients: a larger receive buffer than the default ~200 KiB drops less under load.
 constexpr int kReceiveBuffer = 4 * 1024 * 1024;
+// Datagrams handled per wake-up before the loop lets other work run (TCP, c-ares, netlink ACKs,
+// deadlines): a flood must not starve them.
+constexpr int kBurst = 64;
+
+void rethrow(std::exception_ptr e) {
+  if (e) std::rethrow_exception(e);
+}
 
 }  // namespace
 
@@ -36,7 +43,7 @@ UdpListener::UdpListener(asio::io_context& io, const Endpoint& at, Resolver& res
   socket_.non_blocking(true);
 }
 
-void UdpListener::start() { asio::co_spawn(socket_.get_executor(), run(), asio::detached); }
+void UdpListener::start() { asio::co_spawn(socket_.get_executor(), run(), rethrow); }
 
 // Reads every datagram already queued with non-blocking receives before waiting again: one wait
 // per burst instead of one completion handler per packet.
@@ -48,7 +55,11 @@ asio::awaitable<void> UdpListener::run() {
     auto [wait_ec] = co_await socket_.async_wait(udp::socket::wait_read,
                                                  asio::as_tuple(asio::use_awaitable));
     if (wait_ec == asio::error::operation_aborted) co_return;
-    for (;;) {
+    for (int burst = 0;; ++burst) {
+      if (burst == kBurst) {
+        co_await asio::post(socket_.get_executor(), asio::use_awaitable);
+        burst = 0;
+      }
       boost::system::error_code ec;
       const std::size_t n = socket_.receive_from(asio::buffer(buf), from, 0, ec);
       if (ec == asio::error::would_block || ec == asio::error::try_again) break;

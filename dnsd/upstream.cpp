@@ -52,7 +52,9 @@ Upstream::Upstream(asio::io_context& io, const std::vector<Endpoint>& servers,
   if (const int rc = ares_init_options(&channel_, &opts, mask); rc != ARES_SUCCESS) {
     throw std::runtime_error(std::string("c-ares init: ") + ares_strerror(rc));
   }
-  if (mark_) ares_set_socket_callback(channel_, &Upstream::on_socket_created, this);
+  // The configure callback runs before connect(): a TCP SYN must carry the mark too (the plain
+  // socket callback runs after connect() has sent it, and the chain rejects unmarked port 53).
+  if (mark_) ares_set_socket_configure_callback(channel_, &Upstream::on_socket_created, this);
   if (!servers.empty()) {
     std::string csv;
     for (const Endpoint& e : servers) {

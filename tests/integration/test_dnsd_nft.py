@@ -701,6 +701,15 @@ class TestUpstreamDirect(NftCase):
         self.assertEqual(addrs(r), {L.PYPI_A})
         self.assertEqual(self.log_entries("pypi.org")[-1].get("cache"), "miss")
 
+    def test_upstream_tcp_fallback_carries_the_mark(self):
+        # nsd truncates this answer at 1232 octets over UDP; c-ares retries over TCP, whose SYN
+        # must already carry the mark or the chain rejects it (port 53).
+        self.start_nft(["*.txt.test"])
+        r = self.q("big.txt.test", "TXT", tcp=True)
+        self.assertEqual(r.rcode(), dns.rcode.NOERROR)
+        got = sorted(s.decode() for rrset in r.answer for rd in rrset for s in rd.strings)
+        self.assertEqual(got, sorted(L.BIG_TXT_STRINGS))
+
     def test_custom_mark(self):
         self.start_nft(["github.com"], args=("--nft-mark", "4242"))
         self.assertEqual(normalise_chain(nft("list", "chain", "inet", "egress", "output").stdout),

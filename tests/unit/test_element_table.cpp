@@ -125,3 +125,14 @@ TEST_CASE("element_table: a name that finds its addresses installed already hold
   CHECK(t.revoke([](std::string_view n) { return n != "a.example"; }, t0 + 2s).empty());
   CHECK(t.size() == 1);
 }
+
+TEST_CASE("element_table: an address the new policy rejects goes whoever holds it") {
+  ElementTable t(kLife);
+  const auto t0 = dnsd::Clock::now();
+  const dns::Address a[] = {v4(1, 300)};
+  t.applied(t.plan(a, t0), "a.example", a, t0);
+  const auto gone = t.revoke([](std::string_view) { return true; }, t0 + 1s,
+                             [](const dnsd::NftAddress&) { return false; });
+  CHECK(gone.size() == 1);
+  CHECK(t.size() == 0);
+}
