@@ -7,6 +7,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
 namespace dnsd {
@@ -47,7 +48,11 @@ Upstream::Upstream(asio::io_context& io, const std::vector<Endpoint>& servers,
   opts.timeout = static_cast<int>(try_timeout.count());
   opts.tries = tries;
   // NOCHECKRESP stays off: a SERVFAIL/REFUSED/NOTIMP answer makes c-ares try the next server.
-  opts.flags = ARES_FLAG_NOSEARCH;
+  // STAYOPEN: without it c-ares closes its socket whenever no query is pending, so at a low
+  // query rate every query paid socket+connect+fcntl x3+ioctl+close and their epoll updates
+  // (18 syscalls per miss instead of 10, counted with strace -c). The source port is still
+  // renewed: rotate_sockets() closes the sockets once kQueriesPerSocket queries used them.
+  opts.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_STAYOPEN;
   const int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS;
   if (const int rc = ares_init_options(&channel_, &opts, mask); rc != ARES_SUCCESS) {
     throw std::runtime_error(std::string("c-ares init: ") + ares_strerror(rc));
@@ -65,6 +70,11 @@ Upstream::Upstream(asio::io_context& io, const std::vector<Endpoint>& servers,
       ares_destroy(channel_);
       throw std::runtime_error("c-ares servers \"" + csv + "\": " + ares_strerror(rc));
     }
+  }
+  // The servers as set now (from the config or resolv.conf), to set again in rotate_sockets().
+  for (const Endpoint& e : this->servers()) {
+    if (!servers_csv_.empty()) servers_csv_ += ',';
+    servers_csv_ += e.to_string();
   }
 }
 
@@ -101,20 +111,53 @@ std::vector<Endpoint> Upstream::servers() const {
   return out;
 }
 
+struct Upstream::Pending {
+  Upstream* self;
+  Handler handler;
+};
+
 void Upstream::send(std::span<const std::uint8_t> query, Handler handler) {
-  auto* arg = new Handler(std::move(handler));
+  auto* arg = new Pending{this, std::move(handler)};
+  ++pending_;
+  ++sent_on_sockets_;
   ares_send(channel_, query.data(), static_cast<int>(query.size()), &Upstream::on_answer, arg);
   arm_timer();
 }
 
 void Upstream::on_answer(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int alen) {
-  std::unique_ptr<Handler> handler(static_cast<Handler*>(arg));
+  std::unique_ptr<Pending> p(static_cast<Pending*>(arg));
   if (status == ARES_EDESTRUCTION) return;
+  Upstream& self = *p->self;
+  --self.pending_;
   std::span<const std::uint8_t> answer;
   if (status == ARES_SUCCESS && abuf != nullptr && alen > 0) {
     answer = {abuf, static_cast<std::size_t>(alen)};
   }
-  (*handler)(status, answer);
+  p->handler(status, answer);
+  // Not from inside c-ares's own processing: setting servers frees the state it is walking.
+  if (self.pending_ == 0 && self.sent_on_sockets_ >= kQueriesPerSocket && !self.rotate_posted_) {
+    self.rotate_posted_ = true;
+    asio::post(self.io_, [alive = std::weak_ptr<bool>(self.alive_), s = &self] {
+      if (alive.expired()) return;
+      s->rotate_sockets();
+    });
+  }
+}
+
+// Setting the same servers again makes c-ares close their sockets (it refuses while queries
+// are pending, so this runs only when idle); the next query opens a fresh socket and the
+// kernel picks a new random source port. Under continuous load the channel is never idle and
+// the sockets live on, as they did without STAYOPEN.
+void Upstream::rotate_sockets() {
+  rotate_posted_ = false;
+  if (pending_ != 0 || servers_csv_.empty()) return;
+  if (const int rc = ares_set_servers_ports_csv(channel_, servers_csv_.c_str());
+      rc != ARES_SUCCESS) {
+    spdlog::warn("c-ares: renewing upstream sockets failed: {}", ares_strerror(rc));
+    return;
+  }
+  sent_on_sockets_ = 0;
+  ++rotations_;
 }
 
 // An unmarked upstream socket would be dropped by the enforce chain anyway; refusing it here

@@ -46,8 +46,17 @@ class Upstream {
   // The servers in use, as endpoints (to detect a loop back to dnsd's own listeners).
   std::vector<Endpoint> servers() const;
 
+  // How often the upstream sockets were closed to renew their source ports (for tests/stats).
+  std::size_t socket_rotations() const { return rotations_; }
+
+  // c-ares keeps its sockets open between queries (ARES_FLAG_STAYOPEN); once this many queries
+  // used them, they are closed at the next idle moment so that a new socket gets a new random
+  // source port: an off-path spoofer faces a port it has not seen for at most this many queries.
+  static constexpr std::size_t kQueriesPerSocket = 32;
+
  private:
   struct Watch;
+  struct Pending;
   static void on_sock_state(void* self, ares_socket_t fd, int readable, int writable);
   static int on_socket_created(ares_socket_t fd, int type, void* self);
   static void on_answer(void* arg, int status, int timeouts, unsigned char* abuf, int alen);
@@ -55,6 +64,7 @@ class Upstream {
   void arm_read(const std::shared_ptr<Watch>& w);
   void arm_write(const std::shared_ptr<Watch>& w);
   void arm_timer();
+  void rotate_sockets();
 
   boost::asio::io_context& io_;
   ares_channel channel_ = nullptr;
@@ -63,6 +73,12 @@ class Upstream {
   std::optional<std::uint32_t> mark_;
   bool timer_armed_ = false;
   bool destroying_ = false;
+  std::string servers_csv_;
+  std::size_t pending_ = 0;          // queries sent and not yet answered
+  std::size_t sent_on_sockets_ = 0;  // queries since the sockets were last renewed
+  std::size_t rotations_ = 0;
+  bool rotate_posted_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards posted handlers
 };
 
 }  // namespace dnsd

@@ -501,6 +501,48 @@ class TestUpstreamFailure(DnsdCase):
         self.assertEqual(addrs(r, "AAAA"), {L.API_GITHUB_AAAA})
 
 
+class TestUpstreamSockets(DnsdCase):
+    """dnsd keeps its upstream socket between queries (ARES_FLAG_STAYOPEN: no socket, connect
+    and close per query) but renews it, and with it the source port, after a bounded number of
+    queries once idle (dnsd/upstream.h kQueriesPerSocket = 32)."""
+
+    ALLOW = ("*.github.com",)
+    QUERIES = 160
+
+    def upstream_ports(self) -> set:
+        """Local ports of dnsd's UDP sockets connected to the upstream, from /proc (the table
+        of dnsd's own network namespace, matched against the socket inodes dnsd holds)."""
+        pid = self.dnsd.pid
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                m = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                continue  # closed in between
+            if m:
+                inodes.add(m.group(1))
+        remote = "%08X:0035" % struct.unpack("<I", socket.inet_aton(L.UPSTREAM_V4))[0]
+        ports = set()
+        for line in Path(f"/proc/{pid}/net/udp").read_text().splitlines()[1:]:
+            f = line.split()
+            if f[2] == remote and f[9] in inodes:
+                ports.add(int(f[1].split(":")[1], 16))
+        return ports
+
+    def test_socket_reused_then_renewed(self):
+        seen = []
+        for i in range(self.QUERIES):
+            self.assertRcode(self.q(f"port{i}.github.com"), "NOERROR")  # one at a time: idle after
+            seen.append(frozenset(self.upstream_ports()))
+        ports = set().union(*seen)
+        # Never more than one socket per server open at a time for sequential queries.
+        self.assertTrue(all(len(s) <= 1 for s in seen), seen)
+        # Reused: far fewer ports than queries (a socket per query would give ~160).
+        self.assertLessEqual(len(ports), self.QUERIES // 32 + 2, sorted(ports))
+        # Renewed: the port changed along the way (160 queries span several renewals).
+        self.assertGreaterEqual(len(ports), 3, sorted(ports))
+
+
 class TestCache(DnsdCase):
     ALLOW = ("*.github.com", "*.ttl.test")
 
