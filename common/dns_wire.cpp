@@ -917,6 +917,45 @@ std::vector<std::uint8_t> make_synthetic(const Query& q, std::span<const std::ui
   return out;
 }
 
+std::vector<std::uint8_t> make_txt_reply(const Query& q, std::span<const std::uint8_t> packet,
+                                         std::span<const std::string> strings, std::size_t limit) {
+  static constexpr std::size_t kMaxString = 255;        // one <character-string>
+  static constexpr std::uint16_t kQuestionPointer = 0xC000 | kHeaderSize;  // RFC 1035 §4.1.4
+  const std::size_t n = std::min(strings.size(), kMaxTxtRecords);
+  std::vector<std::uint8_t> out;
+  Writer w(out);
+  Header h;
+  h.id = q.header.id;
+  h.flags = static_cast<std::uint16_t>(flag::QR | (q.header.flags & (flag::RD | flag::CD)) |
+                                       flag::RA | rcode::NoError);
+  h.qdcount = 1;
+  h.ancount = static_cast<std::uint16_t>(n);
+  h.arcount = q.edns.present ? 1 : 0;
+  w.header(h);
+  write_question(w, q, packet);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string& text = strings[i];
+    std::size_t len = std::min(text.size(), kMaxString);
+    while (len > 0 && len < text.size() &&
+           (static_cast<std::uint8_t>(text[len]) & 0xC0) == 0x80) {  // a continuation octet
+      --len;
+    }
+    w.u16(kQuestionPointer);
+    w.u16(type::TXT);
+    w.u16(q.qclass);
+    w.u32(0);  // TTL 0: a report is about now
+    w.u16(static_cast<std::uint16_t>(1 + len));
+    w.u8(static_cast<std::uint8_t>(len));
+    for (std::size_t j = 0; j < len; ++j) w.u8(static_cast<std::uint8_t>(text[j]));
+  }
+  if (q.edns.present) write_opt(w, 0, q.edns.do_bit, {});
+  if (out.size() > limit) {
+    out.clear();
+    write_empty_reply(w, q, packet, static_cast<std::uint16_t>(h.flags | flag::TC));
+  }
+  return out;
+}
+
 // AD=1 asks the upstream for the AD bit without DNSSEC records (RFC 6840 §5.7): the cache key has
 // no AD, so the cached answer carries AD whenever upstream validated, and render_answer strips it
 // for clients that did not ask.

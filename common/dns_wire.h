@@ -203,6 +203,17 @@ struct Synthetic {
 std::vector<std::uint8_t> make_synthetic(const Query& q, std::span<const std::uint8_t> packet,
                                          const Synthetic& s);
 
+// A NOERROR reply dnsd writes itself with TXT records (the CHAOS reports): header as
+// make_synthetic (client ID, RD and CD copied, QR=1, RA=1, AA=0), the client's question, one TXT
+// RR per string (owner: a pointer to the question's name, the query's class, TTL 0, one
+// <character-string> each; a string over 255 octets is cut on a UTF-8 character boundary, RFC
+// 1035 §3.3.14), at most kMaxTxtRecords of them, and an OPT when the query had EDNS. No string:
+// NODATA (NOERROR, empty answer). A reply over `limit` octets is header + question (+ OPT) with
+// TC=1 instead (RFC 2181 §9): the client retries over TCP.
+inline constexpr std::size_t kMaxTxtRecords = 256;
+std::vector<std::uint8_t> make_txt_reply(const Query& q, std::span<const std::uint8_t> packet,
+                                         std::span<const std::string> strings, std::size_t limit);
+
 // The query dnsd sends upstream for q: ID 0 (c-ares sets its own), RD=1, AD=1 (RFC 6840 §5.7:
 // report validation without DO), CD copied, the name in lowercase, an OPT with our UDP size and
 // DO copied.

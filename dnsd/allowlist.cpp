@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/config_error.h"
+#include "common/sha256.h"
 #include "common/yaml_load.h"
 
 namespace dnsd {
@@ -188,6 +189,8 @@ std::shared_ptr<const Allowlist> Allowlist::parse(std::string_view yaml,
   auto list = std::make_shared<Allowlist>();
   list->source_ = source;
   list->digest_ = fnv1a64_hex(yaml);
+  list->sha256_ = egress::sha256_hex(yaml);
+  list->loaded_at_ = std::chrono::system_clock::now();
 
   const YAML::Node root = egress::load_yaml(yaml, source);
   try {

@@ -10,6 +10,7 @@
 //     - 192.0.2.0/24
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -49,6 +50,10 @@ class Allowlist {
   const std::string& source() const { return source_; }
   // FNV-1a 64 of the file's bytes as 16 hex digits: tells two versions of the file apart.
   const std::string& digest() const { return digest_; }
+  // SHA-256 of the file's bytes, 64 hex digits: what `sha256sum FILE` prints (policy.egress).
+  const std::string& sha256() const { return sha256_; }
+  // When this content was parsed (wall clock).
+  std::chrono::system_clock::time_point loaded_at() const { return loaded_at_; }
 
  private:
   std::vector<AllowEntry> entries_;
@@ -63,6 +68,8 @@ class Allowlist {
   Index wildcard_;  // suffix -> index in entries_
   std::string source_;
   std::string digest_;
+  std::string sha256_;
+  std::chrono::system_clock::time_point loaded_at_;
 };
 
 }  // namespace dnsd

@@ -25,6 +25,8 @@ constexpr FlagKey kScalarFlags[] = {
     {"--deny", "deny: ", "", "answer to denied names: nxdomain (default) or refused"},
     {"--negative-ttl", "negative_ttl: ", "", "seconds clients cache a denial (default 10)"},
     {"--log-level", "log_level: ", "", "trace, debug, info (default), warn, error"},
+    {"--chaos", "chaos: ", "", "answer CHAOS TXT NAME.why.egress and policy.egress: true "
+                               "(default) or false (then REFUSED)"},
     {"--upstream-timeout-ms", "upstream_timeout_ms: ", "",
      "SERVFAIL when upstream has not answered after this (default 2000)"},
     {"--cache-max-entries", "cache: {max_entries: ", "}", "cached answers at most"},
@@ -66,6 +68,8 @@ std::optional<Invocation> parse_command_line(int argc, const char* const* argv, 
 
   std::string config_file;
   bool check = false;
+  bool install_only = false;
+  bool check_ready = false;
   bool log_queries = false;
   std::vector<std::string> listen, upstream;
   std::vector<std::pair<const FlagKey*, std::string>> values(std::size(kScalarFlags));
@@ -74,6 +78,14 @@ std::optional<Invocation> parse_command_line(int argc, const char* const* argv, 
       ->check(CLI::ExistingFile);
   app.add_flag("--check-config", check,
                "validate the files named by --config/--allowlist and exit (no side effects)");
+  auto* install_opt = app.add_flag(
+      "--install-only", install_only,
+      "enforce mode: install the nftables table and networks sets, then exit (init container)");
+  auto* ready_opt = app.add_flag(
+      "--check-ready", check_ready,
+      "exit 0 when the nftables table, sets and chain are in place, else 1 (read-only)");
+  install_opt->excludes(ready_opt);
+  app.get_option("--check-config")->excludes(install_opt)->excludes(ready_opt);
   app.add_option("--listen", listen, "ADDR:PORT to serve UDP and TCP on (repeatable)");
   app.add_option("--upstream", upstream, "ADDR[:PORT] of an upstream resolver (repeatable)");
   app.add_flag("--log-queries", log_queries, "one JSON line per query on stdout");
@@ -92,6 +104,8 @@ std::optional<Invocation> parse_command_line(int argc, const char* const* argv, 
 
   Invocation inv;
   inv.check_config = check;
+  inv.install_only = install_only;
+  inv.check_ready = check_ready;
   if (!config_file.empty()) {
     inv.config_file = config_file;
     inv.config = load_config(config_file);

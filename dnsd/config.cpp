@@ -66,7 +66,7 @@ constexpr std::initializer_list<const char*> kTopKeys = {
     "listen",       "upstream",    "allowlist", "deny",
     "negative_ttl", "log_queries", "log_level", "upstream_timeout_ms",
     "cache",        "max_pending", "tcp",       "udp_max_size",
-    "nft"};
+    "nft",          "chaos"};
 constexpr std::initializer_list<const char*> kCacheKeys = {"max_entries", "max_bytes", "max_ttl"};
 constexpr std::initializer_list<const char*> kTcpKeys = {"max_connections", "idle_timeout_ms",
                                                          "max_pipelined"};
@@ -291,6 +291,8 @@ class Reader {
       c_.negative_ttl = integer<std::uint32_t>(key, v, kNegativeTtl);
     } else if (k == "log_queries") {
       c_.log_queries = boolean(key, v, k);
+    } else if (k == "chaos") {
+      c_.chaos = boolean(key, v, k);
     } else if (k == "log_level") {
       if (!v.IsScalar() || !valid_log_level(v.Scalar())) {
         bad(key, v, k, "expected " + one_of(kLogLevels));

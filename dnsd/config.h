@@ -34,6 +34,7 @@ struct Config {
   DenyMode deny = DenyMode::NXDomain;
   std::uint32_t negative_ttl = 10;          // seconds, SOA TTL of denials
   bool log_queries = false;
+  bool chaos = true;                        // answer CHAOS TXT reports (chaos.h); off: REFUSED
   std::string log_level = "info";           // spdlog level names
   std::chrono::milliseconds upstream_timeout{2000};  // SERVFAIL after this, never silence
   std::size_t cache_max_entries = 10000;
@@ -60,6 +61,7 @@ struct Config {
 // Key names in the YAML file (also the flags' long names with '_' as '-'):
 //   listen: [ADDR:PORT, ...]     upstream: [ADDR[:PORT], ...]   allowlist: PATH
 //   deny: nxdomain|refused       negative_ttl: SECONDS          log_queries: BOOL
+//   chaos: BOOL (CHAOS TXT reports NAME.why.egress, policy.egress; default true)
 //   log_level: trace|debug|info|warn|error   upstream_timeout_ms: MS
 //   cache: {max_entries: N, max_bytes: N, max_ttl: SECONDS}     max_pending: N
 //   tcp: {max_connections: N, idle_timeout_ms: MS, max_pipelined: N}   udp_max_size: 512..4096

@@ -109,6 +109,22 @@ std::vector<NftAddress> ElementTable::revoke(
   return gone;
 }
 
+std::vector<ElementTable::Held> ElementTable::held_by(std::string_view host,
+                                                     Clock::time_point now) const {
+  std::vector<Held> out;
+  for (const auto& [address, state] : elements_) {
+    if (state.expires <= now) continue;
+    if (std::find(state.names.begin(), state.names.end(), host) != state.names.end()) {
+      out.push_back(Held{address, state.expires});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Held& a, const Held& b) {
+    return a.address.family != b.address.family ? a.address.family < b.address.family
+                                                : a.address.bytes < b.address.bytes;
+  });
+  return out;
+}
+
 std::size_t ElementTable::expire(Clock::time_point now) {
   return std::erase_if(elements_, [now](const auto& kv) { return kv.second.expires <= now; });
 }

@@ -65,6 +65,15 @@ class ElementTable {
       const std::function<bool(std::string_view)>& allowed, Clock::time_point now,
       const std::function<bool(const NftAddress&)>& address_ok = nullptr);
 
+  struct Held {
+    NftAddress address;
+    Clock::time_point expires;
+  };
+  // The live elements `host` holds (recorded by applied()/hold()), sorted by family and address.
+  // Elements read back at start-up have no known holder and are never listed; nor is `host` on an
+  // address already held by kMaxNamesPerAddress other names. O(elements): for reports only.
+  std::vector<Held> held_by(std::string_view host, Clock::time_point now) const;
+
   // Forgets expired elements (the kernel removed them itself); returns how many.
   std::size_t expire(Clock::time_point now);
   void clear() { elements_.clear(); }

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "common/cidr.h"
 #include "common/dns_wire.h"
@@ -43,6 +44,13 @@ class Installer {
   // are removed from the kernel. `networks` replaces the allowlist's networks.
   virtual void reload(const std::function<bool(std::string_view)>& allowed,
                       std::span<const egress::Cidr> networks) = 0;
+
+  // The live elements installed on behalf of `host` with their expiry, for reports
+  // (`dig CH TXT NAME.why.egress`); empty when nothing is installed (or nothing ever is).
+  virtual std::vector<ElementTable::Held> held_by(std::string_view /*host*/,
+                                                  Clock::time_point /*now*/) const {
+    return {};
+  }
 };
 
 class NoInstaller final : public Installer {

@@ -15,6 +15,7 @@
 #include "dnsd/config.h"
 #include "dnsd/installer.h"
 #include "dnsd/nft_installer.h"
+#include "dnsd/nft_table.h"
 #include "dnsd/reload.h"
 #include "dnsd/resolver.h"
 #include "dnsd/tcp_listener.h"
@@ -37,6 +38,62 @@ int check_config(const dnsd::Invocation& inv) {
     std::printf("%s: ok (%zu domains, %zu networks)\n", inv.config.allowlist.c_str(),
                 list->entries().size(), list->networks().size());
   }
+  return 0;
+}
+
+// --install-only: the enforce-mode table an init container leaves for the session.
+int install_only(const Config& config) {
+  if (config.nft_mode != dnsd::NftMode::Enforce) {
+    std::fprintf(stderr, "dnsd: --install-only needs --nft-mode enforce (sets mode uses an "
+                         "admin's table; off has none)\n");
+    return dnsd::kExitUsage;
+  }
+  const auto allowlist = dnsd::Allowlist::load(config.allowlist);
+  const dnsd::TableSpec spec = dnsd::table_spec(config);
+  dnsd::BootstrapResult r;
+  try {
+    r = dnsd::install_enforce_table(spec, allowlist->networks());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dnsd: --install-only: %s (dnsd needs CAP_NET_ADMIN)\n", e.what());
+    return dnsd::kExitConfig;
+  }
+  std::string created;
+  if (r.created_table) created += " table";
+  for (const auto& s : r.created_sets) created += " set:" + s;
+  if (r.created_chain) created += " chain:" + spec.chain;
+  if (r.replaced_rules) created += " rules(replaced)";
+  std::printf("dnsd: table inet %s installed (%s); networks: %zu\n", spec.table.c_str(),
+              created.empty() ? "all in place already" : ("created" + created).c_str(),
+              allowlist->networks().size());
+  return 0;
+}
+
+// --check-ready: read-only; 0 when what dnsd enforces with is in the kernel.
+int check_ready(const Config& config) {
+  const dnsd::TableSpec spec = dnsd::table_spec(config);
+  try {
+    switch (config.nft_mode) {
+      case dnsd::NftMode::Off:
+        std::printf("dnsd: ready: nft mode off, no table to check\n");
+        return 0;
+      case dnsd::NftMode::Sets:
+        dnsd::check_sets(spec);
+        break;
+      case dnsd::NftMode::Enforce:
+        if (const auto problems = dnsd::check_enforce(spec); !problems.empty()) {
+          std::string all;
+          for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+          std::fprintf(stderr, "dnsd: not ready: %s\n", all.c_str());
+          return 1;
+        }
+        break;
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dnsd: not ready: %s\n", e.what());
+    return 1;
+  }
+  std::printf("dnsd: ready: table inet %s (%s, %s) in place\n", spec.table.c_str(),
+              spec.allow4.c_str(), spec.allow6.c_str());
   return 0;
 }
 
@@ -185,6 +242,8 @@ int main(int argc, char** argv) {
     if (!inv) return exit_code;
     if (inv->check_config) return check_config(*inv);
     dnsd::validate(inv->config, inv->config_file.value_or("command line"));
+    if (inv->install_only) return install_only(inv->config);
+    if (inv->check_ready) return check_ready(inv->config);
     return serve(inv->config);
   } catch (const egress::ConfigError& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -33,6 +33,19 @@ TableSpec table_spec(const Config& config) {
   return spec;
 }
 
+BootstrapResult install_enforce_table(const TableSpec& spec,
+                                      std::span<const egress::Cidr> networks) {
+  const BootstrapResult r = bootstrap_enforce(spec);
+  NftControlSocket control;
+  NftBatch batch;
+  append_replace_networks(batch, spec, networks);
+  if (const auto res = control.commit(batch); res.error) {
+    throw std::runtime_error("nftables: filling " + spec.nets4 + "/" + spec.nets6 + ": " +
+                             res.error.message());
+  }
+  return r;
+}
+
 NftInstaller::NftInstaller(boost::asio::io_context& io, const Config& config,
                            std::span<const egress::Cidr> networks)
     : io_(io),
@@ -49,18 +62,11 @@ NftInstaller::NftInstaller(boost::asio::io_context& io, const Config& config,
     throw std::runtime_error("nftables: " + why);
   }
   if (mode_ == NftMode::Enforce) {
-    const BootstrapResult r = bootstrap_enforce(spec_);
+    const BootstrapResult r = install_enforce_table(spec_, networks_);
     if (r.created_table) spdlog::info("nftables: created table inet {}", spec_.table);
     for (const auto& s : r.created_sets) spdlog::info("nftables: created set {}", s);
     if (r.created_chain) spdlog::info("nftables: created chain {} (policy drop)", spec_.chain);
     if (r.replaced_rules) spdlog::warn("nftables: chain {} had other rules; replaced", spec_.chain);
-    NftControlSocket control;
-    NftBatch batch;
-    append_replace_networks(batch, spec_, networks_);
-    if (const auto res = control.commit(batch); res.error) {
-      throw std::runtime_error("nftables: filling " + spec_.nets4 + "/" + spec_.nets6 + ": " +
-                               res.error.message());
-    }
   } else {
     check_sets(spec_);
   }
@@ -183,11 +189,7 @@ void NftInstaller::recover(std::error_code ec) {
   last_recovery_ = now;
   ++stats_.recoveries;
   try {
-    bootstrap_enforce(spec_);
-    NftControlSocket control;
-    NftBatch batch;
-    append_replace_networks(batch, spec_, networks_);
-    if (const auto res = control.commit(batch); res.error) throw std::system_error(res.error);
+    install_enforce_table(spec_, networks_);
     // The elements died with the table: forget them so that every answer installs again.
     table_.clear();
     table_.restore(list_elements(spec_), Clock::now());

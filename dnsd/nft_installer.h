@@ -38,6 +38,10 @@ class NftInstaller final : public Installer {
                Clock::time_point now, Done done) override;
   void reload(const std::function<bool(std::string_view)>& allowed,
               std::span<const egress::Cidr> networks) override;
+  std::vector<ElementTable::Held> held_by(std::string_view host,
+                                          Clock::time_point now) const override {
+    return table_.held_by(host, now);
+  }
 
   const InstallerStats& stats() const { return stats_; }
   bool kernel_renews() const { return kernel_renews_; }
@@ -64,5 +68,10 @@ class NftInstaller final : public Installer {
 
 // The table, sets and mark a config names.
 TableSpec table_spec(const Config& config);
+
+// Enforce mode's start-up, also `dnsd --install-only`: bootstrap_enforce (never flushing set
+// elements), then nets4/nets6 replaced by `networks` in one batch. Throws std::runtime_error.
+BootstrapResult install_enforce_table(const TableSpec& spec,
+                                      std::span<const egress::Cidr> networks);
 
 }  // namespace dnsd

@@ -882,16 +882,15 @@ std::vector<std::string> expected_rule_fingerprints(const TableSpec& spec) {
   return out;
 }
 
-BootstrapResult bootstrap_enforce(const TableSpec& spec) {
-  require_valid(spec);
-  if (spec.nets4.empty() || spec.nets6.empty())
-    fail("nft table spec: enforce mode needs nets4 and nets6");
-  NftControlSocket sock;
+namespace {
+
+// What of the enforce-mode table exists, read from the kernel; `problems` gets what exists in a
+// shape the kernel cannot change in place (set key type or flags, chain hook or priority).
+ExistingTable read_existing(NftControlSocket& sock, const TableSpec& spec,
+                            std::vector<std::string>& problems) {
   ExistingTable existing;
-  BootstrapResult result;
   existing.table = get_table(sock, spec).has_value();
   if (existing.table) {
-    std::vector<std::string> problems;
     const struct {
       const std::string* name;
       bool* exists;
@@ -924,14 +923,31 @@ BootstrapResult bootstrap_enforce(const TableSpec& spec) {
       existing.chain_policy_drop = nftnl_chain_is_set(c, NFTNL_CHAIN_POLICY) &&
                                    nftnl_chain_get_u32(c, NFTNL_CHAIN_POLICY) == NF_DROP;
     }
-    if (!problems.empty()) {
-      fail(where(spec) + " (enforce mode): " + join(problems, "; ") +
-           ". The kernel cannot change these in place: delete the table (nft delete table inet " +
-           spec.table + ") and restart dnsd");
-    }
-    if (existing.chain)
+    if (existing.chain && problems.empty())
       existing.rules_match =
           kernel_rule_fingerprints(sock, spec) == expected_rule_fingerprints(spec);
+  }
+  return existing;
+}
+
+void require_enforce_spec(const TableSpec& spec) {
+  require_valid(spec);
+  if (spec.nets4.empty() || spec.nets6.empty())
+    fail("nft table spec: enforce mode needs nets4 and nets6");
+}
+
+}  // namespace
+
+BootstrapResult bootstrap_enforce(const TableSpec& spec) {
+  require_enforce_spec(spec);
+  NftControlSocket sock;
+  BootstrapResult result;
+  std::vector<std::string> problems;
+  const ExistingTable existing = read_existing(sock, spec, problems);
+  if (!problems.empty()) {
+    fail(where(spec) + " (enforce mode): " + join(problems, "; ") +
+         ". The kernel cannot change these in place: delete the table (nft delete table inet " +
+         spec.table + ") and restart dnsd");
   }
 
   NftBatch batch;
@@ -945,6 +961,29 @@ BootstrapResult bootstrap_enforce(const TableSpec& spec) {
   result.created_chain = !existing.chain;
   result.replaced_rules = existing.chain && (!existing.rules_match || !existing.chain_policy_drop);
   return result;
+}
+
+std::vector<std::string> check_enforce(const TableSpec& spec) {
+  require_enforce_spec(spec);
+  NftControlSocket sock;
+  std::vector<std::string> problems;
+  const ExistingTable e = read_existing(sock, spec, problems);
+  if (!e.table) return {where(spec) + " not found"};
+  const std::pair<const std::string*, bool> sets[] = {
+      {&spec.allow4, e.allow4}, {&spec.allow6, e.allow6}, {&spec.nets4, e.nets4},
+      {&spec.nets6, e.nets6}};
+  for (const auto& [name, exists] : sets) {
+    if (!exists) problems.push_back("set " + *name + " not found");
+  }
+  if (!e.chain) {
+    problems.push_back("chain " + spec.chain + " not found");
+  } else {
+    if (!e.chain_policy_drop) problems.push_back("chain " + spec.chain + " has no policy drop");
+    if (!e.rules_match) {
+      problems.push_back("chain " + spec.chain + " holds other rules than dnsd's");
+    }
+  }
+  return problems;
 }
 
 void check_sets(const TableSpec& spec) {

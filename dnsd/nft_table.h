@@ -109,6 +109,13 @@ struct BootstrapResult {
 // names it: the kernel cannot change those in place.
 BootstrapResult bootstrap_enforce(const TableSpec& spec);
 
+// Enforce mode, read-only (a readiness check): what keeps the kernel's table from being the
+// design's, as messages naming the object ("set allow6 not found", "chain output holds other
+// rules than dnsd's"); empty when the table, its four sets and its chain (hook, priority, policy
+// drop, exactly the design's rules) are in place. Throws std::runtime_error when the kernel
+// cannot be asked (no CAP_NET_ADMIN) or the spec is invalid.
+std::vector<std::string> check_enforce(const TableSpec& spec);
+
 // Sets mode: the admin's table must exist (family inet) with allow4/allow6 of key type
 // ipv4_addr/ipv6_addr and flags timeout (no interval, not a map). nets4/nets6 are checked only
 // when their names are non-empty (type ipv4_addr/ipv6_addr, flags interval). One error lists

@@ -17,6 +17,7 @@ struct QueryLogEntry {
   std::string_view name;     // presentation form, or "" when the packet had no readable name
   std::string_view type;     // "A", "TYPE65534", or ""
   std::string_view verdict;  // allow | deny | formerr | notimp | badvers | refused | overload
+                             // | chaos (a CHAOS report, chaos.h)
   std::string_view rule;     // the allowlist entry that matched, "" for none
   std::uint16_t rcode = 0;
   std::string_view cache;    // hit | miss | coalesced, "" when not applicable

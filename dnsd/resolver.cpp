@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "dnsd/address_guard.h"
+#include "dnsd/chaos.h"
 #include "dnsd/query_log.h"
 
 namespace dnsd {
@@ -76,11 +77,18 @@ Resolver::Outcome Resolver::handle(std::span<const std::uint8_t> packet, const C
   const dns::Query& q = *parsed.query;
   const std::size_t limit = client.tcp ? kMaxTcpMessage : dns::udp_limit(q, config_.udp_max_size);
 
+  // CHAOS reports (chaos.h) are answered here, from memory: never upstream, never installed.
+  if (q.qclass == dns::qclass::CH && config_.chaos) {
+    out = chaos::reply(q, packet, limit, *allowlist_, installer_, config_, Clock::now());
+    log(client, &q, "chaos", "", out, "", std::nullopt);
+    return Outcome::Reply;
+  }
   // Only the Internet class is forwarded; zone transfers are not a forwarder's business.
   if (q.qclass != dns::qclass::IN || q.qtype == dns::type::AXFR || q.qtype == dns::type::IXFR) {
-    const std::string text = q.qclass != dns::qclass::IN
-                                 ? "egress: only class IN is served"
-                                 : "egress: zone transfers are not served";
+    const std::string text = q.qclass == dns::qclass::CH
+                                 ? "egress: CHAOS reports are off (chaos: false)"
+                             : q.qclass != dns::qclass::IN ? "egress: only class IN is served"
+                                                           : "egress: zone transfers are not served";
     out = dns::make_synthetic(q, packet, {.rcode = dns::rcode::Refused,
                                           .ede_code = dns::ede::Prohibited,
                                           .ede_text = text});

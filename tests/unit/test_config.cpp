@@ -35,6 +35,7 @@ void check_same(const dnsd::Config& a, const dnsd::Config& b) {
   CHECK(a.deny == b.deny);
   CHECK(a.negative_ttl == b.negative_ttl);
   CHECK(a.log_queries == b.log_queries);
+  CHECK(a.chaos == b.chaos);
   CHECK(a.log_level == b.log_level);
   CHECK(a.upstream_timeout == b.upstream_timeout);
   CHECK(a.cache_max_entries == b.cache_max_entries);
@@ -246,7 +247,7 @@ TEST_CASE("unknown keys: exact file:line:column: message") {
       {"frobnicate: 1\n",
        "d.yaml:1:1: unknown key \"frobnicate\" (expected listen, upstream, allowlist, deny, "
        "negative_ttl, log_queries, log_level, upstream_timeout_ms, cache, max_pending, tcp, "
-       "udp_max_size or nft)"},
+       "udp_max_size, nft or chaos)"},
       {"cache:\n  max_entry: 5\n",
        "d.yaml:2:3: unknown key \"max_entry\" in cache (did you mean \"max_entries\"?)"},
       {"tcp:\n  idle: 5\n",
@@ -259,7 +260,7 @@ TEST_CASE("unknown keys: exact file:line:column: message") {
       {"[a]: 1\n",
        "d.yaml:1:1: keys must be strings (expected listen, upstream, allowlist, deny, "
        "negative_ttl, log_queries, log_level, upstream_timeout_ms, cache, max_pending, tcp, "
-       "udp_max_size or nft)"},
+       "udp_max_size, nft or chaos)"},
   };
   for (const Row& r : rows) {
     CAPTURE(r.yaml);
