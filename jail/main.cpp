@@ -1,20 +1,29 @@
 // jail: runs a program under the session's seccomp policy. Wiring only: policies are in
-// policy.cpp, the filter in filter.cpp. Running a program is not implemented yet (issue 4).
+// policy.cpp, the filter in filter.cpp, running the program in launch.cpp.
+#include <arpa/inet.h>
+#include <fcntl.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/config_error.h"
+#include "common/unique_fd.h"
 #include "jail/filter.h"
+#include "jail/launch.h"
 #include "jail/policy.h"
 
 namespace {
 
-// ARCHITECTURE.md: jail's own failures exit 125 (126/127 are for the program).
-constexpr int kExitJailFailure = 125;
+using jail::kExitJailFailure;
+
+// The sidecar when neither --dns nor the policy names one.
+constexpr const char* kDefaultDns = "127.0.0.1";
 
 #ifndef EGRESS_JAIL_POLICY_DIR
 #define EGRESS_JAIL_POLICY_DIR "/etc/egress/jail"
@@ -51,11 +60,24 @@ int main(int argc, char** argv) {
   std::string policy = "default";
   std::string dir = EGRESS_JAIL_POLICY_DIR;
   std::vector<std::string> command;
+  std::optional<std::string> dns;
+  std::optional<std::string> log;
+  bool watch = false;
+  bool verbose = false;
   app.add_option("--check-policy", check, "validate a policy FILE or NAME and exit");
   app.add_flag("--dump", dump, "with --check-policy: print the effective policy and filter");
   app.add_option("--policy", policy, "policy FILE or NAME")->capture_default_str();
   app.add_option("--policies-dir", dir, "where policy NAMEs are looked up")->capture_default_str();
+  app.add_option("--dns", dns,
+                 "the sidecar's address: overrides the policy's network.dns; without either, " +
+                     std::string(kDefaultDns));
+  app.add_flag("--watch", watch, "learn mode: log connects the policy would deny, allow them");
+  app.add_option("--log", log, "append the supervisor's JSON lines to FILE (default: stderr)");
+  app.add_flag("-v,--verbose", verbose, "say on stderr what was enforced, at start");
   app.add_option("command", command, "PROGRAM [ARGS...] after --");
+  app.footer(
+      "Exit status: the program's; 128+N if a signal N ended it; 125 if jail itself failed, "
+      "126 if PROGRAM is not executable, 127 if it is not found (one line on stderr says why).");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -72,9 +94,31 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "jail: nothing to run (usage: jail [--policy P] -- PROGRAM [ARGS])\n");
       return kExitJailFailure;
     }
-    jail::load_policy(policy, dir);  // a bad policy is reported before anything else
-    std::fprintf(stderr, "jail: running a program is not implemented yet\n");
-    return kExitJailFailure;
+    jail::LaunchOptions options;
+    options.policy = jail::load_policy(policy, dir);  // a bad policy is reported first
+    options.dns = dns ? *dns : options.policy.network.dns.empty() ? kDefaultDns
+                                                                   : options.policy.network.dns;
+    unsigned char addr[16];
+    if (inet_pton(AF_INET, options.dns.c_str(), addr) != 1 &&
+        inet_pton(AF_INET6, options.dns.c_str(), addr) != 1) {
+      std::fprintf(stderr, "jail: --dns: not an IP address: %s\n", options.dns.c_str());
+      return kExitJailFailure;
+    }
+    options.policy.network.dns = options.dns;  // the supervisor allows port 53/853 to it only
+    options.argv = command;
+    options.verbose = verbose;
+    options.supervisor.watch = watch;
+    egress::UniqueFd log_fd;
+    if (log) {
+      log_fd.reset(open(log->c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+      if (!log_fd) {
+        std::fprintf(stderr, "jail: --log %s: %s\n", log->c_str(), std::strerror(errno));
+        return kExitJailFailure;
+      }
+      options.supervisor.log_fd = log_fd.get();
+      options.log_start_event = true;
+    }
+    return jail::run(options);
   } catch (const egress::ConfigError& e) {
     std::fprintf(stderr, "jail: %s\n", e.what());
   } catch (const std::exception& e) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <linux/seccomp.h>
+#include <fcntl.h>
 #include <sched.h>
 
 #ifndef SECCOMP_FILTER_FLAG_NEW_LISTENER  // 5.0
@@ -23,4 +24,26 @@
 
 #ifndef NETLINK_ROUTE
 #define NETLINK_ROUTE 0
+#endif
+
+// Landlock (landlock(7)). Debian 12's <linux/landlock.h> (6.1) has the filesystem rights only;
+// jail/landlock.cpp declares the 6.12 ruleset attribute itself.
+#ifndef LANDLOCK_CREATE_RULESET_VERSION  // 5.13
+#define LANDLOCK_CREATE_RULESET_VERSION (1U << 0)
+#endif
+
+#ifndef LANDLOCK_ACCESS_NET_CONNECT_TCP  // 6.7 (ABI 4)
+#define LANDLOCK_ACCESS_NET_CONNECT_TCP (1ULL << 1)
+#endif
+
+#ifndef LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET  // 6.12 (ABI 6)
+#define LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)
+#endif
+
+#ifndef LANDLOCK_SCOPE_SIGNAL  // 6.12 (ABI 6)
+#define LANDLOCK_SCOPE_SIGNAL (1ULL << 1)
+#endif
+
+#ifndef PIDFD_THREAD  // 6.9: pidfd_open() of a thread rather than a thread-group leader
+#define PIDFD_THREAD O_EXCL
 #endif

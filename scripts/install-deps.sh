@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency of egress on Debian 12.
 # Idempotent: when everything is present it prints nothing and does not touch apt.
+# --build-only: the toolchain and libraries only (what docker/Dockerfile.* build stages need).
 set -euo pipefail
 
 packages=(
@@ -9,10 +10,16 @@ packages=(
   # libraries (see ../shared design: "Libraries")
   libboost1.81-dev libc-ares-dev libyaml-cpp-dev libspdlog-dev libcli11-dev
   libidn2-dev doctest-dev libnftnl-dev libmnl-dev libseccomp-dev
+)
+[ "${1:-}" = "--build-only" ] || packages+=(
   # fuzzing with libFuzzer (scripts/fuzz.sh)
   clang-14 libclang-rt-14-dev
   # the integration lab: namespaces, an authoritative server, real clients
   iproute2 nftables nsd dnsutils knot-dnsutils python3 python3-dnspython procps
+  # jail tests: real programs under the jail (a Go HTTP client is built by the test)
+  curl git golang-go
+  # tests of the deploy files (tests/deploy): YAML parsing, shell script lint
+  python3-yaml shellcheck
 )
 
 missing=()

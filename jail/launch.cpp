@@ -1,0 +1,512 @@
+#include "jail/launch.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "common/unique_fd.h"
+#include "jail/dns_pin.h"
+#include "jail/filter.h"
+#include "jail/landlock.h"
+#include "jail/missing_defs.h"
+#include "jail/privs.h"
+#include "jail/seccomp_load.h"
+#include "jail/step.h"
+
+extern char** environ;
+
+namespace jail {
+
+namespace {
+
+// Signals jail passes on to the program (the issue's list plus SIGQUIT and SIGUSR1/2).
+constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH, SIGQUIT, SIGUSR1, SIGUSR2};
+
+Arch host_arch() {
+#if defined(__x86_64__)
+  return kX86_64;
+#elif defined(__aarch64__)
+  return kAarch64;
+#else
+#error "jail supports x86_64 and aarch64"
+#endif
+}
+
+// Child -> parent, one SOCK_SEQPACKET message each: `ready` (with the listener fd as
+// SCM_RIGHTS when there is one) after confinement, or `error` for a failed step (before the
+// ack) or a failed execve (after it). A successful execve closes the CLOEXEC socket: EOF.
+enum class MsgKind : std::uint8_t { ready = 1, error = 2 };
+struct ChildMsg {
+  MsgKind kind = MsgKind::ready;
+  bool has_listener = false;
+  bool wait_killable = false;
+  bool bounding_cleared = true;
+  bool dns_pinned = false;
+  int landlock_abi = 0;
+  int landlock_probe_errno = 0;
+  std::uint64_t landlock_scoped = 0;
+  std::uint64_t landlock_net = 0;
+  char dns_target[256] = {};
+  int exit_status = kExitJailFailure;  // with `error`: what jail exits with
+  StepError error;
+};
+
+struct ChildArgs {
+  const LaunchOptions* options;
+  const std::string* path;
+  const std::vector<std::uint8_t>* bpf;
+  char* const* argv;
+  sigset_t old_mask;
+  pid_t parent;
+  int sock;
+};
+
+void send_msg(int sock, const ChildMsg& msg, int fd = -1) {
+  iovec iov{const_cast<ChildMsg*>(&msg), sizeof msg};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (fd >= 0) {
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  // Nothing to do if this fails: the parent then sees EOF and reports the child's status.
+  while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+  }
+}
+
+[[noreturn]] void child_fail(int sock, const StepError& e, int status = kExitJailFailure) {
+  ChildMsg msg;
+  msg.kind = MsgKind::error;
+  msg.error = e;
+  msg.exit_status = status;
+  send_msg(sock, msg);
+  _exit(status);
+}
+
+// The jailed child, single-threaded (jail starts no thread before fork). Order matters: the
+// mount namespace needs CAP_SYS_ADMIN, so it comes before the capabilities are dropped;
+// Landlock and seccomp need no_new_privs; seccomp comes last so the set-up syscalls above need
+// not be in a strict allowlist.
+[[noreturn]] void child_main(const ChildArgs& a) {
+  const LaunchOptions& o = *a.options;
+  // The program must not outlive its supervisor (its notified syscalls would fail anyway).
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+    child_fail(a.sock, step_error("PR_SET_PDEATHSIG", errno));
+  if (getppid() != a.parent) _exit(kExitJailFailure);  // the parent is already gone
+
+  ChildMsg ready;
+  // 1. DNS pinned to the sidecar.
+  auto dns = pin_dns(o.dns);
+  if (auto* e = std::get_if<StepError>(&dns)) child_fail(a.sock, *e);
+  const auto& pinned = std::get<DnsPinned>(dns);
+  ready.dns_pinned = pinned.mode == DnsPinMode::pinned;
+  std::memcpy(ready.dns_target, pinned.target.data(),
+              std::min(pinned.target.size(), sizeof ready.dns_target - 1));
+
+  // 2. Environment: variables that redirect the resolver (resolv.conf(5)) and the policy's.
+  for (const std::string& name : o.policy.env_drop) unsetenv(name.c_str());
+
+  // 3. Capabilities and no_new_privs.
+  const PrivsOutcome privs = drop_privileges();
+  if (privs.error) child_fail(a.sock, *privs.error);
+  ready.bounding_cleared = privs.result.bounding_cleared;
+
+  // 4. Landlock scopes, and TCP connects left to the supervisor.
+  const bool supervise = o.policy.network.connect == ConnectMode::supervise;
+  const LandlockOutcome ll = apply_landlock(supervise);
+  if (ll.error) child_fail(a.sock, *ll.error);
+  ready.landlock_abi = ll.status.abi;
+  ready.landlock_scoped = ll.status.scoped;
+  ready.landlock_net = ll.status.net;
+  ready.landlock_probe_errno = ll.status.probe_errno;
+
+  // 5. seccomp. From here on every syscall passes the filter: only sendmsg, read, rt_sigprocmask,
+  // execve, write and exit_group follow, all in strict.yaml's allowlist.
+  auto loaded = load_seccomp(*a.bpf, supervise);
+  if (auto* e = std::get_if<StepError>(&loaded)) child_fail(a.sock, *e);
+  auto& filter = std::get<LoadedFilter>(loaded);
+  ready.has_listener = static_cast<bool>(filter.listener);
+  ready.wait_killable = filter.wait_killable;
+
+  // 6. The listener to the parent, then wait for its ack: the supervisor runs before the
+  // program's first connect.
+  send_msg(a.sock, ready, filter.listener.get());
+  filter.listener.reset();
+  char ack = 0;
+  ssize_t n;
+  while ((n = read(a.sock, &ack, 1)) < 0 && errno == EINTR) {
+  }
+  if (n != 1) _exit(kExitJailFailure);  // the parent gave up and reports why
+
+  sigprocmask(SIG_SETMASK, &a.old_mask, nullptr);
+  execve(a.path->c_str(), a.argv, environ);
+  const int err = errno;
+  child_fail(a.sock, step_error(*a.path, err), exit_status_for_exec_errno(err));
+}
+
+// Reads one message; nullopt on EOF (or a short read, which only a dead child produces).
+std::optional<ChildMsg> recv_msg(int sock, egress::UniqueFd* fd_out) {
+  ChildMsg msg;
+  iovec iov{&msg, sizeof msg};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control;
+  mh.msg_controllen = sizeof control;
+  ssize_t n;
+  while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+  }
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int))) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+      egress::UniqueFd received(fd);
+      if (fd_out) *fd_out = std::move(received);  // else: not expected, closed here
+    }
+  }
+  if (n != static_cast<ssize_t>(sizeof msg)) return std::nullopt;
+  return msg;
+}
+
+void print_step_error(const StepError& e) {
+  std::fprintf(stderr, "jail: %s: %s\n", e.step, e.detail[0] ? e.detail : std::strerror(e.err));
+}
+
+// Waits for the child to end and returns its status as the shell would.
+int wait_child(int pidfd) {
+  siginfo_t info{};
+  while (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) != 0) {
+    if (errno != EINTR) {
+      std::fprintf(stderr, "jail: waitid: %s\n", std::strerror(errno));
+      return kExitJailFailure;
+    }
+  }
+  return exit_status_for_child(info.si_code, info.si_status);
+}
+
+// Kills the child (it has not reached execve) and reaps it.
+void abandon_child(int pidfd) {
+  syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  wait_child(pidfd);
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+std::string utc_now() {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<long long>(ms));
+  return buf;
+}
+
+void report_start(const LaunchOptions& o, const ChildMsg& m, pid_t pid, const std::string& path) {
+  LandlockStatus ll{m.landlock_abi, m.landlock_scoped, m.landlock_net, m.landlock_probe_errno};
+  const std::string dns_mode = m.dns_pinned ? "pinned" : "verified";
+  if (o.verbose) {
+    std::fprintf(stderr, "jail: %s; dns %s %s (%s); capability bounding set %s; seccomp %s\n",
+                 describe(ll).c_str(), o.dns.c_str(), dns_mode.c_str(), m.dns_target,
+                 m.bounding_cleared ? "cleared" : "kept (no CAP_SETPCAP)",
+                 m.has_listener ? (m.wait_killable ? "supervised (wait-killable)" : "supervised")
+                                : "without supervisor (connect: off)");
+  }
+  if (!o.log_start_event) return;
+  std::string scoped;
+  if (m.landlock_scoped & LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET) scoped += "\"abstract_unix_socket\"";
+  if (m.landlock_scoped & LANDLOCK_SCOPE_SIGNAL) scoped += scoped.empty() ? "\"signal\"" : ",\"signal\"";
+  const std::string line =
+      "{\"event\":\"start\",\"time\":\"" + utc_now() + "\",\"pid\":" + std::to_string(pid) +
+      ",\"exe\":\"" + json_escape(path) + "\",\"policy\":\"" +
+      json_escape(o.policy.files.empty() ? "" : o.policy.files.back()) + "\",\"dns\":\"" +
+      json_escape(o.dns) + "\",\"dns_mode\":\"" + dns_mode + "\",\"resolv_conf\":\"" +
+      json_escape(m.dns_target) + "\",\"landlock_abi\":" + std::to_string(m.landlock_abi) +
+      ",\"landlock_scoped\":[" + scoped + "],\"landlock_tcp_connect_supervised\":" +
+      ((m.landlock_net & LANDLOCK_ACCESS_NET_CONNECT_TCP) ? "true" : "false") +
+      ",\"bounding_set_cleared\":" +
+      (m.bounding_cleared ? "true" : "false") + ",\"supervised\":" +
+      (m.has_listener ? "true" : "false") + ",\"watch\":" + (o.supervisor.watch ? "true" : "false") +
+      "}\n";
+  // One write(2) per line so lines from jail and the supervisor never interleave.
+  if (write(o.supervisor.log_fd, line.data(), line.size()) < 0) {
+    std::fprintf(stderr, "jail: write(log): %s\n", std::strerror(errno));
+  }
+}
+
+// Forwards signals to the child until it ends; returns its status.
+int supervise_until_exit(int sigfd, int pidfd, pid_t pid) {
+  for (;;) {
+    pollfd fds[2] = {{pidfd, POLLIN, 0}, {sigfd, POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      std::fprintf(stderr, "jail: poll: %s\n", std::strerror(err));
+      abandon_child(pidfd);
+      return kExitJailFailure;
+    }
+    if (fds[1].revents & POLLIN) {
+      signalfd_siginfo si{};
+      while (read(sigfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+        const int sig = static_cast<int>(si.ssi_signo);
+        if (sig == SIGCHLD) continue;  // the pidfd says when the child ends
+        // A terminal sends SIGINT, SIGQUIT, SIGWINCH (and SIGHUP on hangup) to its foreground
+        // process group, with si_code SI_KERNEL: the child, in our group, already has it.
+        if (si.ssi_code == SI_KERNEL && getpgid(pid) == getpgrp()) continue;
+        syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
+      }
+    }
+    if (fds[0].revents & POLLIN) return wait_child(pidfd);
+  }
+}
+
+}  // namespace
+
+Resolved resolve_program(const std::string& name, const char* path_env) {
+  Resolved r;
+  // execve(2) would fail with the errno returned here; a directory or another non-regular file
+  // is EACCES, as execve reports it.
+  const auto check = [](const std::string& candidate, bool& is_dir) -> int {
+    struct stat st{};
+    if (stat(candidate.c_str(), &st) != 0) return errno;
+    is_dir = S_ISDIR(st.st_mode);
+    if (!S_ISREG(st.st_mode)) return EACCES;
+    if (access(candidate.c_str(), X_OK) != 0) return errno;
+    return 0;
+  };
+  if (name.empty()) {
+    r.err = ENOENT;
+    return r;
+  }
+  if (name.find('/') != std::string::npos) {
+    r.err = check(name, r.is_dir);
+    if (r.err == 0) r.path = name;
+    return r;
+  }
+  std::string path;
+  if (path_env) {
+    path = path_env;
+  } else {
+    char buf[256];
+    const std::size_t n = confstr(_CS_PATH, buf, sizeof buf);
+    path = n > 0 && n <= sizeof buf ? buf : "/bin:/usr/bin";
+  }
+  bool seen_eacces = false;
+  std::size_t pos = 0;
+  for (;;) {
+    const std::size_t colon = path.find(':', pos);
+    std::string dir = path.substr(pos, colon == std::string::npos ? std::string::npos : colon - pos);
+    if (dir.empty()) dir = ".";  // execvp(3): an empty element is the current directory
+    bool is_dir = false;
+    const int err = check(dir + "/" + name, is_dir);
+    if (err == 0) {
+      r.path = dir + "/" + name;
+      return r;
+    }
+    // execvp(3): EACCES is remembered and the search goes on; other errors are skipped.
+    if (err == EACCES) seen_eacces = true;
+    if (colon == std::string::npos) break;
+    pos = colon + 1;
+  }
+  r.err = seen_eacces ? EACCES : ENOENT;
+  return r;
+}
+
+int exit_status_for_exec_errno(int err) {
+  switch (err) {
+    case EACCES:
+    case ENOEXEC:
+    case EISDIR:
+    case ETXTBSY:
+    case EPERM:
+      return kExitNotExecutable;
+    case ENOENT:
+    case ENOTDIR:
+      return kExitNotFound;
+    default:
+      return kExitJailFailure;
+  }
+}
+
+int exit_status_for_child(int code, int status) {
+  if (code == CLD_EXITED) return status;
+  if (code == CLD_KILLED || code == CLD_DUMPED) return 128 + status;
+  return kExitJailFailure;
+}
+
+std::string lookup_message(const std::string& name, const Resolved& r) {
+  if (r.err == ENOENT && name.find('/') == std::string::npos && !name.empty())
+    return name + ": command not found";
+  if (r.is_dir) return name + ": Is a directory";
+  return name + ": " + std::strerror(r.err);
+}
+
+int run(const LaunchOptions& o) {
+  if (o.argv.empty()) {
+    std::fprintf(stderr, "jail: nothing to run: no PROGRAM after --\n");
+    return kExitJailFailure;
+  }
+  const Resolved prog = resolve_program(o.argv[0], std::getenv("PATH"));
+  if (prog.path.empty()) {
+    std::fprintf(stderr, "jail: %s\n", lookup_message(o.argv[0], prog).c_str());
+    return exit_status_for_exec_errno(prog.err);
+  }
+
+  std::vector<std::uint8_t> bpf;
+  try {
+    bpf = compile_filter(o.policy, host_arch()).bpf();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "jail: seccomp filter: %s\n", e.what());
+    return kExitJailFailure;
+  }
+  std::vector<char*> argv;
+  argv.reserve(o.argv.size() + 1);
+  for (const std::string& s : o.argv) argv.push_back(const_cast<char*>(s.c_str()));
+  argv.push_back(nullptr);
+
+  // Signals are blocked before fork and read from a signalfd: none is lost between fork and
+  // the loop, and the supervisor's threads (created later) inherit the mask.
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (const int sig : kForwarded) sigaddset(&mask, sig);
+  sigaddset(&mask, SIGCHLD);
+  sigset_t old_mask;
+  if (sigprocmask(SIG_BLOCK, &mask, &old_mask) != 0) {
+    std::fprintf(stderr, "jail: sigprocmask: %s\n", std::strerror(errno));
+    return kExitJailFailure;
+  }
+  egress::UniqueFd sigfd(signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!sigfd) {
+    std::fprintf(stderr, "jail: signalfd: %s\n", std::strerror(errno));
+    return kExitJailFailure;
+  }
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    std::fprintf(stderr, "jail: socketpair: %s\n", std::strerror(errno));
+    return kExitJailFailure;
+  }
+  egress::UniqueFd parent_sock(sv[0]);
+  egress::UniqueFd child_sock(sv[1]);
+
+  const pid_t parent = getpid();
+  std::fflush(nullptr);  // nothing buffered may be written twice
+  const pid_t pid = fork();
+  if (pid < 0) {
+    std::fprintf(stderr, "jail: fork: %s\n", std::strerror(errno));
+    return kExitJailFailure;
+  }
+  if (pid == 0) {
+    parent_sock.reset();
+    ChildArgs a{&o, &prog.path, &bpf, argv.data(), old_mask, parent, child_sock.get()};
+    child_main(a);
+  }
+  child_sock.reset();
+  // pidfd_open(2) on our own unreaped child cannot race with pid reuse.
+  egress::UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) {
+    const int err = errno;
+    std::fprintf(stderr, "jail: pidfd_open: %s\n", std::strerror(err));
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    return kExitJailFailure;
+  }
+
+  egress::UniqueFd listener;
+  const std::optional<ChildMsg> ready = recv_msg(parent_sock.get(), &listener);
+  if (!ready) {
+    const int status = wait_child(pidfd.get());
+    std::fprintf(stderr, "jail: set-up: the child ended before it was confined (status %d)\n",
+                 status);
+    return kExitJailFailure;
+  }
+  if (ready->kind == MsgKind::error) {
+    print_step_error(ready->error);
+    wait_child(pidfd.get());
+    return ready->exit_status;
+  }
+  if (ready->has_listener && !listener) {
+    std::fprintf(stderr, "jail: recvmsg: no listener fd from the child\n");
+    abandon_child(pidfd.get());
+    return kExitJailFailure;
+  }
+
+  std::unique_ptr<Supervisor> supervisor;
+  if (listener) {
+    try {
+      supervisor = std::make_unique<Supervisor>(listener.release(), o.policy, o.supervisor);
+      supervisor->start();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "jail: supervisor: %s\n", e.what());
+      abandon_child(pidfd.get());
+      return kExitJailFailure;
+    }
+  }
+  report_start(o, *ready, pid, prog.path);
+
+  const char ack = 1;
+  if (write(parent_sock.get(), &ack, 1) != 1) {
+    std::fprintf(stderr, "jail: write(ack): %s\n", std::strerror(errno));
+    abandon_child(pidfd.get());
+    return kExitJailFailure;
+  }
+  // EOF: execve succeeded and closed the child's CLOEXEC end.
+  if (const std::optional<ChildMsg> after = recv_msg(parent_sock.get(), nullptr);
+      after && after->kind == MsgKind::error) {
+    print_step_error(after->error);
+    wait_child(pidfd.get());
+    return after->exit_status;
+  }
+  parent_sock.reset();
+  return supervise_until_exit(sigfd.get(), pidfd.get(), pid);
+}
+
+}  // namespace jail

@@ -1,0 +1,481 @@
+#include "jail/supervisor.h"
+
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "jail/destination.h"
+#include "jail/missing_defs.h"
+#include "jail/violation_log.h"
+
+namespace jail {
+
+namespace {
+
+// sendto() data is copied out of the target to be sent from the duplicate socket. A datagram
+// larger than this fails with EMSGSIZE, as UDP's own limit (65507 bytes over IPv4) would; a
+// stream socket sends this much and returns the short count, which send(2) permits.
+constexpr std::size_t kMaxSendtoCopy = 64 * 1024;
+// Blocking connects waiting for a worker. Beyond this the call fails with EAGAIN rather than
+// the supervisor holding unbounded state for a process that floods it.
+constexpr std::size_t kMaxQueuedCalls = 64;
+// Supervisor errors go to stderr; after this many, the rest are counted silently.
+constexpr int kMaxErrorNotes = 20;
+
+#if defined(__x86_64__)
+constexpr std::uint32_t kNativeAuditArch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+constexpr std::uint32_t kNativeAuditArch = AUDIT_ARCH_AARCH64;
+#else
+#error "jail supports x86_64 and aarch64"
+#endif
+
+std::atomic<int> g_error_notes{0};
+
+// Logs a failed call once, where it failed, with the errno saved right after it.
+void note(const char* call, int error) {
+  const int n = g_error_notes.fetch_add(1);
+  if (n < kMaxErrorNotes) {
+    std::fprintf(stderr, "jail: supervisor: %s: %s\n", call, std::strerror(error));
+  } else if (n == kMaxErrorNotes) {
+    std::fprintf(stderr, "jail: supervisor: further errors are not shown\n");
+  }
+}
+
+struct Reply {
+  std::int64_t val = 0;
+  int error = 0;              // positive errno; 0 for success
+  bool continue_call = false;  // SECCOMP_USER_NOTIF_FLAG_CONTINUE
+};
+
+Reply fail_with(int error) { return Reply{0, error, false}; }
+
+// pidfd_open(2). The notification's pid is the calling thread's id. PIDFD_THREAD (6.9) opens
+// that thread itself, so pidfd_getfd(2) reads its own descriptor table; an older kernel only
+// opens thread-group leaders, so the thread's Tgid (proc(5)) is opened instead.
+egress::UniqueFd open_pidfd(pid_t tid, int& error) {
+  long fd = syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
+  if (fd >= 0) return egress::UniqueFd(static_cast<int>(fd));
+  error = errno;
+  if (error != EINVAL) return {};
+  fd = syscall(SYS_pidfd_open, tid, 0);
+  if (fd >= 0) return egress::UniqueFd(static_cast<int>(fd));
+  error = errno;
+  if (error != EINVAL && error != ENOENT) return {};
+  const std::string status_path = "/proc/" + std::to_string(tid) + "/status";
+  FILE* f = std::fopen(status_path.c_str(), "re");
+  if (!f) {
+    error = errno;
+    return {};
+  }
+  char line[128];
+  pid_t tgid = 0;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::sscanf(line, "Tgid: %d", &tgid) == 1) break;
+  }
+  std::fclose(f);
+  if (tgid <= 0) {
+    error = ESRCH;
+    return {};
+  }
+  fd = syscall(SYS_pidfd_open, tgid, 0);
+  if (fd >= 0) return egress::UniqueFd(static_cast<int>(fd));
+  error = errno;
+  return {};
+}
+
+// Copies `out.size()` bytes at `remote` in the target (process_vm_readv(2)). 0 or an errno; a
+// partial copy is EFAULT, as the kernel's own copy_from_user() would report.
+int read_target(pid_t pid, std::uint64_t remote, std::span<std::uint8_t> out) {
+  if (out.empty()) return 0;
+  iovec local{out.data(), out.size()};
+  iovec theirs{reinterpret_cast<void*>(static_cast<std::uintptr_t>(remote)), out.size()};
+  const ssize_t n = process_vm_readv(pid, &local, 1, &theirs, 1, 0);
+  if (n < 0) return errno;
+  return static_cast<std::size_t>(n) == out.size() ? 0 : EFAULT;
+}
+
+std::optional<std::string> target_exe(pid_t pid) {
+  const std::string link = "/proc/" + std::to_string(pid) + "/exe";
+  char buf[4096];
+  const ssize_t n = readlink(link.c_str(), buf, sizeof buf);
+  if (n < 0) return std::nullopt;
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+struct SocketInfo {
+  int domain = 0;
+  int type = 0;
+  bool nonblocking = false;
+};
+
+int socket_info(int fd, SocketInfo& info) {
+  socklen_t len = sizeof info.domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &info.domain, &len) < 0) return errno;
+  len = sizeof info.type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &info.type, &len) < 0) return errno;
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return errno;
+  info.nonblocking = (flags & O_NONBLOCK) != 0;
+  return 0;
+}
+
+// A call the supervisor performs for the target, on a duplicate of its socket.
+struct Call {
+  std::uint64_t id = 0;
+  NetSyscall syscall = NetSyscall::connect;
+  egress::UniqueFd sock;   // pidfd_getfd(2) duplicate: same open file description
+  egress::UniqueFd pidfd;  // for SIGPIPE
+  std::vector<std::uint8_t> addr;  // the checked copy
+  std::vector<std::uint8_t> data;  // sendto() payload (copied)
+  int flags = 0;                   // sendto() flags
+};
+
+Reply perform(const Call& call) {
+  sockaddr_storage ss{};
+  std::memcpy(&ss, call.addr.data(), std::min(call.addr.size(), sizeof ss));
+  const auto len = static_cast<socklen_t>(call.addr.size());
+  const auto* sa = reinterpret_cast<const sockaddr*>(&ss);  // our own storage
+  if (call.syscall == NetSyscall::connect) {
+    // connect(2) on the duplicate: the file description (and O_NONBLOCK) is the target's, so
+    // EINPROGRESS and the later completion are exactly what its own connect would have given.
+    const int rc = ::connect(call.sock.get(), sa, len);
+    return rc == 0 ? Reply{} : fail_with(errno);
+  }
+  // MSG_NOSIGNAL: a SIGPIPE belongs to the target, not to the supervisor.
+  const ssize_t n = ::sendto(call.sock.get(), call.data.data(), call.data.size(),
+                             call.flags | MSG_NOSIGNAL, sa, len);
+  if (n >= 0) return Reply{n, 0, false};
+  const int error = errno;
+  if (error == EPIPE && !(call.flags & MSG_NOSIGNAL)) {
+    // send(2): EPIPE "also" raises SIGPIPE unless MSG_NOSIGNAL. To the calling thread where
+    // the pidfd is a thread's (PIDFD_THREAD), else to the process.
+    syscall(SYS_pidfd_send_signal, call.pidfd.get(), SIGPIPE, nullptr, 0);
+  }
+  return fail_with(error);
+}
+
+}  // namespace
+
+struct Supervisor::Impl {
+  egress::UniqueFd listener;
+  Policy policy;
+  SupervisorOptions options;
+  ViolationLog log;
+  egress::UniqueFd stop_event;
+  seccomp_notif_sizes sizes{};
+
+  std::thread loop;
+  std::vector<std::thread> workers;
+  std::mutex mu;
+  std::condition_variable wake;
+  std::deque<Call> queue;       // guarded by mu
+  std::vector<int> in_flight;   // duplicates being connected by workers; guarded by mu
+  bool stopping = false;        // guarded by mu
+
+  Impl(int fd, const Policy& p, SupervisorOptions o)
+      : listener(fd), policy(p), options(o), log(o.log_fd) {}
+
+  void run();
+  void handle(const seccomp_notif& n);
+  void work();
+  void send(std::uint64_t id, const Reply& reply);
+  bool id_valid(std::uint64_t id);
+  void log_violation(const seccomp_notif& n, NetSyscall syscall, const Decision& d, bool watch);
+  void dispatch(Call call, const SocketInfo& info);
+  void stop();
+};
+
+void Supervisor::Impl::send(std::uint64_t id, const Reply& reply) {
+  // seccomp_unotify(2): for CONTINUE, error and val must be 0.
+  seccomp_notif_resp resp{};
+  resp.id = id;
+  if (reply.continue_call) {
+    resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+  } else {
+    resp.val = reply.val;
+    resp.error = reply.error == 0 ? 0 : -reply.error;
+  }
+  std::vector<std::uint8_t> buf(std::max<std::size_t>(sizes.seccomp_notif_resp, sizeof resp));
+  std::memcpy(buf.data(), &resp, sizeof resp);
+  if (ioctl(listener.get(), SECCOMP_IOCTL_NOTIF_SEND, buf.data()) < 0) {
+    const int error = errno;
+    // ENOENT: the target died or its call was interrupted; nobody is waiting for the answer.
+    if (error != ENOENT) note("SECCOMP_IOCTL_NOTIF_SEND", error);
+  }
+}
+
+bool Supervisor::Impl::id_valid(std::uint64_t id) {
+  return ioctl(listener.get(), SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0;
+}
+
+void Supervisor::Impl::log_violation(const seccomp_notif& n, NetSyscall syscall,
+                                     const Decision& d, bool watch) {
+  Violation v;
+  v.time = std::chrono::system_clock::now();
+  v.pid = static_cast<pid_t>(n.pid);
+  v.exe = target_exe(v.pid);  // only for the log: a pid reused meanwhile names another program
+  v.syscall = syscall;
+  v.family = d.family;
+  v.address = d.address;
+  v.watch = watch;
+  v.rule = d.rule;
+  v.error = d.error;
+  log.write(v);
+}
+
+void Supervisor::Impl::handle(const seccomp_notif& n) {
+  NetSyscall syscall_kind;
+  if (n.data.arch != kNativeAuditArch) {
+    send(n.id, fail_with(ENOSYS));  // the filter kills other ABIs; never reached
+    return;
+  }
+  if (n.data.nr == SYS_connect) {
+    syscall_kind = NetSyscall::connect;
+  } else if (n.data.nr == SYS_sendto) {
+    syscall_kind = NetSyscall::sendto;
+  } else {
+    note("unexpected notified syscall", ENOSYS);
+    send(n.id, fail_with(ENOSYS));
+    return;
+  }
+  const auto pid = static_cast<pid_t>(n.pid);
+
+  // seccomp_unotify(2), "Design goals; use of SECCOMP_USER_NOTIF_FLAG_CONTINUE" and the
+  // ID_VALID description: the pidfd is checked to be the caller's (the pid may have been
+  // reused before pidfd_open), then the memory is read once, then checked again (the pid may
+  // have been reused between the check and process_vm_readv, which takes a pid).
+  int error = 0;
+  egress::UniqueFd pidfd = open_pidfd(pid, error);
+  if (!pidfd) {
+    if (error != ESRCH) note("pidfd_open", error);
+    send(n.id, fail_with(error));
+    return;
+  }
+  if (!id_valid(n.id)) return;
+
+  // The kernel reads fd and addrlen as int: the low 32 bits of the registers.
+  const int target_fd = static_cast<int>(static_cast<std::uint32_t>(n.data.args[0]));
+  const std::uint64_t addr_ptr =
+      syscall_kind == NetSyscall::connect ? n.data.args[1] : n.data.args[4];
+  const std::int64_t addrlen = static_cast<std::int32_t>(static_cast<std::uint32_t>(
+      syscall_kind == NetSyscall::connect ? n.data.args[2] : n.data.args[5]));
+
+  // pidfd_getfd(2): a duplicate of the caller's socket (needs PTRACE_MODE_ATTACH_REALCREDS).
+  const long dup = syscall(SYS_pidfd_getfd, pidfd.get(), target_fd, 0);
+  if (dup < 0) {
+    error = errno;
+    if (error == EPERM || error == ENOSYS) note("pidfd_getfd", error);
+    send(n.id, fail_with(error));  // EBADF: the fd is not open in the target, as connect says
+    return;
+  }
+  egress::UniqueFd sock(static_cast<int>(dup));
+  SocketInfo info;
+  if ((error = socket_info(sock.get(), info)) != 0) {
+    send(n.id, fail_with(error));  // ENOTSOCK for a file that is not a socket
+    return;
+  }
+  const bool inet = info.domain == AF_INET || info.domain == AF_INET6;
+
+  std::vector<std::uint8_t> addr;
+  int copy_error = 0;
+  if (addrlen >= 0 && addrlen <= static_cast<std::int64_t>(sizeof(sockaddr_storage))) {
+    addr.resize(static_cast<std::size_t>(addrlen));
+    copy_error = read_target(pid, addr_ptr, addr);
+  }
+  std::vector<std::uint8_t> data;
+  int data_error = 0;
+  if (syscall_kind == NetSyscall::sendto && inet && copy_error == 0) {
+    const std::uint64_t want = n.data.args[2];
+    if (want > kMaxSendtoCopy && info.type != SOCK_STREAM) {
+      data_error = EMSGSIZE;
+    } else {
+      data.resize(static_cast<std::size_t>(std::min<std::uint64_t>(want, kMaxSendtoCopy)));
+      data_error = read_target(pid, n.data.args[1], data);
+    }
+  }
+  if (!id_valid(n.id)) return;
+  if (copy_error != 0) {
+    if (copy_error != EFAULT && copy_error != ESRCH) note("process_vm_readv", copy_error);
+    send(n.id, fail_with(copy_error == ESRCH ? copy_error : EFAULT));
+    return;
+  }
+
+  const Decision d = decide_destination(
+      DestinationRequest{syscall_kind, info.domain, addrlen, addr}, policy);
+  if (d.verdict == Verdict::deny) {
+    const bool watch = options.watch && !d.malformed;
+    log_violation(n, syscall_kind, d, watch);
+    if (!watch) {
+      send(n.id, fail_with(d.error));
+      return;
+    }
+  }
+  if (!inet) {
+    // Not a network socket (AF_UNIX, AF_NETLINK): the kernel runs the call as the caller, so
+    // a unix peer sees the caller's credentials. CONTINUE re-reads the target's memory and
+    // looks its fd up again; see jail/destination.h for what that leaves open.
+    send(n.id, Reply{0, 0, true});
+    return;
+  }
+  if (data_error != 0) {
+    send(n.id, fail_with(data_error));
+    return;
+  }
+  Call call;
+  call.id = n.id;
+  call.syscall = syscall_kind;
+  call.sock = std::move(sock);
+  call.pidfd = std::move(pidfd);
+  call.addr = std::move(addr);
+  call.data = std::move(data);
+  call.flags = static_cast<int>(static_cast<std::uint32_t>(n.data.args[3]));
+  dispatch(std::move(call), info);
+}
+
+void Supervisor::Impl::dispatch(Call call, const SocketInfo& info) {
+  const bool dontwait =
+      call.syscall == NetSyscall::sendto && (call.flags & MSG_DONTWAIT) != 0;
+  if (info.nonblocking || dontwait || info.type == SOCK_DGRAM) {
+    send(call.id, perform(call));  // returns at once (EINPROGRESS, EAGAIN) or never blocks
+    return;
+  }
+  std::unique_lock lock(mu);
+  if (queue.size() >= kMaxQueuedCalls) {
+    lock.unlock();
+    note("blocking connect queue full", EAGAIN);
+    send(call.id, fail_with(EAGAIN));
+    return;
+  }
+  queue.push_back(std::move(call));
+  lock.unlock();
+  wake.notify_one();
+}
+
+void Supervisor::Impl::work() {
+  for (;;) {
+    std::unique_lock lock(mu);
+    wake.wait(lock, [&] { return stopping || !queue.empty(); });
+    if (stopping) return;
+    Call call = std::move(queue.front());
+    queue.pop_front();
+    in_flight.push_back(call.sock.get());
+    lock.unlock();
+
+    const Reply reply = perform(call);
+
+    lock.lock();
+    in_flight.erase(std::find(in_flight.begin(), in_flight.end(), call.sock.get()));
+    lock.unlock();
+    // If the target was killed meanwhile, SEND fails with ENOENT: nothing to do.
+    send(call.id, reply);
+  }
+}
+
+void Supervisor::Impl::run() {
+  std::vector<std::uint8_t> buf(std::max<std::size_t>(sizes.seccomp_notif, sizeof(seccomp_notif)));
+  pollfd fds[2] = {{stop_event.get(), POLLIN, 0}, {listener.get(), POLLIN, 0}};
+  for (;;) {
+    if (poll(fds, 2, -1) < 0) {
+      const int error = errno;
+      if (error == EINTR) continue;
+      note("poll", error);
+      return;
+    }
+    if (fds[0].revents != 0) return;
+    if (fds[1].revents & POLLIN) {
+      // seccomp_unotify(2): the buffer must be zeroed before SECCOMP_IOCTL_NOTIF_RECV.
+      std::fill(buf.begin(), buf.end(), std::uint8_t{0});
+      if (ioctl(listener.get(), SECCOMP_IOCTL_NOTIF_RECV, buf.data()) < 0) {
+        const int error = errno;
+        // ENOENT: the target was killed or its call interrupted before we received it.
+        if (error == ENOENT || error == EINTR) continue;
+        // Anything else would repeat forever. The notified calls now wait until the jail
+        // stops and closes the listener, when the kernel fails them with ENOSYS: closed.
+        note("SECCOMP_IOCTL_NOTIF_RECV", error);
+        return;
+      }
+      seccomp_notif n{};
+      std::memcpy(&n, buf.data(), sizeof n);
+      handle(n);
+    } else if (fds[1].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+      fds[1].fd = -1;  // no task uses the filter any more; wait for stop()
+    }
+  }
+}
+
+void Supervisor::Impl::stop() {
+  const std::uint64_t one = 1;
+  if (write(stop_event.get(), &one, sizeof one) < 0) note("write(eventfd)", errno);
+  if (loop.joinable()) loop.join();
+  {
+    std::lock_guard lock(mu);
+    stopping = true;
+    queue.clear();
+    // A blocking connect can take minutes (SYN retries). shutdown(2) on a connecting TCP
+    // socket aborts it, so the workers can be joined now; this runs only when the jail ends.
+    for (const int fd : in_flight) shutdown(fd, SHUT_RDWR);
+  }
+  wake.notify_all();
+  for (std::thread& t : workers) t.join();
+  workers.clear();
+}
+
+Supervisor::Supervisor(int listener_fd, const Policy& policy, SupervisorOptions options)
+    : impl_(std::make_unique<Impl>(listener_fd, policy, options)) {
+  // seccomp_unotify(2): the structures' sizes come from the running kernel.
+  if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &impl_->sizes) < 0)
+    throw std::system_error(errno, std::generic_category(), "seccomp(SECCOMP_GET_NOTIF_SIZES)");
+  const int efd = eventfd(0, EFD_CLOEXEC);
+  if (efd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  impl_->stop_event.reset(efd);
+}
+
+Supervisor::~Supervisor() {
+  if (impl_) impl_->stop();
+}
+
+void Supervisor::start() {
+  if (impl_->loop.joinable()) return;
+  // The threads start with every signal blocked, so the jail's signal forwarding (on its main
+  // thread) sees them all, and a worker's connect is never cut short by EINTR.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  struct Restore {
+    sigset_t* old;
+    ~Restore() { pthread_sigmask(SIG_SETMASK, old, nullptr); }
+  } restore{&old};
+  const int workers = std::max(1, impl_->options.workers);
+  for (int i = 0; i < workers; ++i) impl_->workers.emplace_back([this] { impl_->work(); });
+  impl_->loop = std::thread([this] { impl_->run(); });
+}
+
+}  // namespace jail

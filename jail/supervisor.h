@@ -1,0 +1,42 @@
+// The connect()/sendto() supervisor: serves the seccomp user-notification listener of the
+// jailed process tree (SECCOMP_RET_USER_NOTIF, see seccomp_unotify(2)).
+//
+// For each notification: open a pidfd for the caller, check the notification is still valid
+// (SECCOMP_IOCTL_NOTIF_ID_VALID), copy the sockaddr once, check validity again, decide
+// (jail/destination.h). An allowed inet/inet6 destination is connected by the supervisor itself
+// on a pidfd_getfd() duplicate of the caller's socket with the copy it checked, and that result
+// is returned; AF_UNIX gets SECCOMP_USER_NOTIF_FLAG_CONTINUE. A denial returns an errno and
+// writes one JSON line to the violation log. With `watch`, denials are logged and allowed.
+#pragma once
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "jail/policy.h"
+
+namespace jail {
+
+struct SupervisorOptions {
+  bool watch = false;  // learn mode: log what would be denied, allow it
+  int log_fd = 2;      // JSON lines go here (not owned); --log FILE opens it
+  int workers = 4;     // threads for blocking connects
+};
+
+class Supervisor {
+ public:
+  // Takes ownership of `listener_fd`. Throws std::system_error if the threads cannot start.
+  Supervisor(int listener_fd, const Policy& policy, SupervisorOptions options);
+  ~Supervisor();  // stops the loop and the workers, closes the listener
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Starts serving notifications on a thread of its own and returns.
+  void start();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace jail

@@ -1,0 +1,3 @@
+module egress/tests/httpget
+
+go 1.19
