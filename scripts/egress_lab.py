@@ -40,6 +40,7 @@ import argparse
 import atexit
 import contextlib
 import ctypes
+import ipaddress
 import itertools
 import json
 import os
@@ -839,6 +840,120 @@ class Lab:
         return p
 
 
+# --- --upstream system: the host's resolver and network instead of the lab's ----------------
+
+# The session's link to the host: a /30 per lab from the benchmarking range, clear of the lab's
+# own addresses (198.18.0.53 is the lab's blackhole; the other labs never use 198.18.255.0/24).
+SYSTEM_LINK_BASE = "198.18.255."
+
+
+def host_resolvers(resolv_text: str) -> "list[str]":
+    """The nameservers of a resolv.conf that a separate network namespace can reach: loopback
+    resolvers (systemd-resolved's 127.0.0.53, a local dnsmasq) live in the host's namespace
+    only, and link-local IPv6 needs a scope the session's link does not have."""
+    out = []
+    for line in resolv_text.splitlines():
+        f = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(f) != 2 or f[0] != "nameserver":
+            continue
+        try:
+            addr = ipaddress.ip_address(f[1])
+        except ValueError:
+            continue  # "fe80::1%eth0" and garbage
+        if addr.is_loopback or addr.is_link_local or addr.is_unspecified:
+            continue
+        out.append(str(addr))
+    return out
+
+
+def system_plan(session: str, host_if: str, n: int, nft_table: str) -> dict:
+    """The commands that join a session namespace to the host and NAT it out through the
+    host's own routes, and the commands that undo them. Pure: tests read it without running."""
+    if not 0 <= n < 64:
+        raise ValueError("at most 64 system labs at once")
+    host_ip, session_ip = f"{SYSTEM_LINK_BASE}{4 * n + 1}", f"{SYSTEM_LINK_BASE}{4 * n + 2}"
+    up = [
+        # Created in the caller's namespace with the other end moved into the session's.
+        ["ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", session],
+        ["ip", "addr", "add", f"{host_ip}/30", "dev", host_if],
+        ["ip", "link", "set", host_if, "up"],
+        ["ip", "-n", session, "addr", "add", f"{session_ip}/30", "dev", "eth0"],
+        ["ip", "-n", session, "link", "set", "eth0", "up"],
+        ["ip", "-n", session, "route", "add", "default", "via", host_ip],
+        ["nft", "-f", "-"],  # stdin: the table below
+    ]
+    table = (f"table ip {nft_table} {{\n"
+             f"  chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n"
+             f"    ip saddr {session_ip} oifname != \"{host_if}\" masquerade\n  }}\n"
+             f"  chain forward {{ type filter hook forward priority filter - 1; policy accept;\n"
+             f"    iifname \"{host_if}\" accept\n"
+             f"    oifname \"{host_if}\" ct state established,related accept\n  }}\n}}\n")
+    down = [["nft", "delete", "table", "ip", nft_table],
+            ["ip", "link", "del", host_if]]
+    return {"host_ip": host_ip, "session_ip": session_ip, "up": up, "nft": table, "down": down}
+
+
+class SystemLab(Lab):
+    """A session namespace like the lab's, but joined to the host: dnsd forwards to the host's
+    own resolvers and allowed traffic leaves through the host's routes (NAT). For a machine
+    with internet access; the tests only check how it is planned and parsed."""
+
+    _sys_counter = itertools.count()
+
+    def __init__(self, upstreams: Sequence[str], **kw):
+        super().__init__(**kw)
+        self.upstreams = list(upstreams)
+        self._n = next(SystemLab._sys_counter)
+        self._host_if = f"egs{os.getpid() % 100000}{self._n}"[:15]
+        self._nft_table = f"egress_lab_nat_{os.getpid()}_{self._n}"
+        self._plan = system_plan(self.session, self._host_if, self._n, self._nft_table)
+        self._forward_was: Optional[str] = None
+        self.internet = ""  # none: the host is the internet
+
+    def up(self) -> "SystemLab":
+        _install_handlers()
+        _live_labs.append(self)
+        try:
+            cleanup_stale()
+            self.tmp = Path(tempfile.mkdtemp(prefix=f"egress-lab-{os.getpid()}-"))
+            self._ip("netns", "add", self.session)
+            self._namespaces.append(self.session)
+            self._ip("-n", self.session, "link", "set", "lo", "up")
+            for argv in self._plan["up"]:
+                r = subprocess.run(argv, input=self._plan["nft"] if argv[0] == "nft" else None,
+                                   capture_output=True, text=True, timeout=30)
+                if r.returncode != 0:
+                    raise RuntimeError(f"{' '.join(argv)}: {r.stderr.strip()}")
+            fwd = Path("/proc/sys/net/ipv4/ip_forward")
+            self._forward_was = fwd.read_text().strip()
+            fwd.write_text("1\n")
+            self._write_etc_netns()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        for argv in self._plan["down"]:
+            with contextlib.suppress(Exception):
+                subprocess.run(argv, capture_output=True, timeout=30)
+        if self._forward_was is not None:
+            with contextlib.suppress(OSError):
+                Path("/proc/sys/net/ipv4/ip_forward").write_text(self._forward_was + "\n")
+        super().close()
+
+    def start_nsd(self, timeout: float = 10.0) -> None:
+        raise RuntimeError("--upstream system has no lab resolver")
+
+    def dnsd_argv(self, args: Sequence[str] = (), config=None, allowlist=None, upstream=None,
+                  listen: Sequence[str] = DEFAULT_LISTEN, log_queries: bool = True) -> list:
+        return super().dnsd_argv(args, config, allowlist,
+                                 upstream if upstream is not None else self.upstreams,
+                                 listen, log_queries)
+
+
 # Run by Lab.start_web with `python3 -c`; argv[1] is the port.
 _WEB_SERVER = r"""
 import socket, socketserver, sys
@@ -903,39 +1018,147 @@ def _stop_proc(p: subprocess.Popen, timeout: float = 5.0) -> None:
 # --- CLI: `up` ------------------------------------------------------------------------------
 
 EDE_LINE = "; EDE: 15 (Blocked): (egress policy: example.org not in allowlist)"
+FOREIGN_RESOLVER = UPSTREAM_V4  # a real resolver (nsd), but not the sidecar
+UNRESOLVED_IP = EXAMPLE_ORG_A  # example.org is not allowed: nobody resolved this address
 
 
-def _demo(lab: Lab) -> bool:
-    ok = True
+class Tour:
+    """What a user sees from a jailed session: each step runs a real command in the session
+    namespace (under `jail` unless it is the admin's view), is checked, and becomes a row of
+    the table printed at the end."""
 
-    def show(argv, expect, why):
-        nonlocal ok
-        r = lab.run_in_session(argv)
-        print(f"egress-session$ {' '.join(argv)}")
-        print(r.stdout.rstrip() or r.stderr.rstrip())
-        good = expect(r.stdout)
-        print(f"  -> {'ok' if good else 'UNEXPECTED'}: {why}\n")
-        ok = ok and good
+    def __init__(self, lab: Lab, jail: Optional[str], policy: Path, log: Path):
+        self.lab, self.jail, self.policy, self.log = lab, jail, policy, log
+        self.rows: "list[tuple[str, str, str, bool]]" = []
+        self.details: "list[str]" = []
 
-    show(["dig", "@127.0.0.1", "github.com"],
-         lambda o: "status: NOERROR" in o and re.search(r"^github\.com\.\s.*\sA\s", o, re.M),
-         "an allowed name resolves")
-    show(["dig", "@127.0.0.1", "example.org"],
-         lambda o: "status: NXDOMAIN" in o and EDE_LINE in o,
-         "a name not on the allowlist is NXDOMAIN, and the EDE says why")
-    show(["dig", "+short", "github.com"],
-         lambda o: re.search(r"^\d+\.\d+\.\d+\.\d+$", o, re.M) is not None,
-         "plain `dig` from the session uses dnsd (resolv.conf -> 127.0.0.1)")
-    show(["nft", "list", "set", "inet", "egress", "allow4"],
-         lambda o: re.search(r"elements = \{[^}]*timeout", o) is not None,
-         "github.com's address is in the kernel's set, with a timeout from its TTL")
-    show(["dig", f"@{UPSTREAM_V4}", "+tries=1", "+time=2", "example.org"],
-         lambda o: "status:" not in o,
-         "a resolver other than dnsd is unreachable from the session (the chain rejects it)")
-    print("dnsd query log (stdout, one JSON object per query):")
+    def jailed(self, argv: Sequence[str]) -> list:
+        if self.jail is None:
+            return list(argv)
+        return [self.jail, "--policy", str(self.policy), "--log", str(self.log), "--", *argv]
+
+    def step(self, what: str, argv: Sequence[str], judge, jailed: bool = True,
+             timeout: float = 30) -> subprocess.CompletedProcess:
+        t0 = time.monotonic()
+        r = self.lab.run_in_session(self.jailed(argv) if jailed else list(argv), timeout=timeout)
+        ms = (time.monotonic() - t0) * 1e3
+        seen, good = judge(r, ms)
+        prompt = "session$" if jailed else "admin#"
+        self.rows.append((what, f"{prompt} {' '.join(argv)}", seen, bool(good)))
+        out = (r.stdout + r.stderr).rstrip()
+        self.details.append(f"{prompt} {' '.join(argv)}\n{out}\n")
+        return r
+
+    def jail_log(self) -> "list[dict]":
+        try:
+            lines = self.log.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+    def table(self) -> str:
+        heads = ("step", "command", "what the user sees", "")
+        rows = [heads] + [(w, c, seen, "ok" if g else "UNEXPECTED") for w, c, seen, g in self.rows]
+        widths = [min(72, max(len(r[i]) for r in rows)) for i in range(4)]
+
+        def fmt(r):
+            return " | ".join(str(x)[:widths[i]].ljust(widths[i]) for i, x in enumerate(r))
+        sep = "-+-".join("-" * w for w in widths)
+        return "\n".join([fmt(rows[0]), sep] + [fmt(r) for r in rows[1:]])
+
+    @property
+    def ok(self) -> bool:
+        return all(g for *_, g in self.rows)
+
+
+def _first(pattern: str, text: str, default: str = "") -> str:
+    m = re.search(pattern, text, re.M)
+    return m.group(1) if m else default
+
+
+def _tour(lab: Lab, jail: Optional[str], policy: Path, system: bool = False) -> bool:
+    """system: the host's resolver and network (real github.com) instead of the lab's zones."""
+    log = lab.tmp / "jail.log"
+    t = Tour(lab, jail, policy, log)
+    foreign_resolver = lab.upstreams[0] if system else FOREIGN_RESOLVER
+    url = "https://github.com/" if system else "http://github.com/"
+
+    def dig_answer(r, _ms):
+        a = _first(r"^github\.com\.\s.*\sA\s+(\S+)", r.stdout)
+        good = "status: NOERROR" in r.stdout and a and (system or a == GITHUB_A)
+        return (f"NOERROR {a}" if a else "no answer"), good
+    t.step("an allowed name resolves", ["dig", "github.com"], dig_answer)
+
+    def dig_denied(r, _ms):
+        ede_text = _first(r"^; EDE: (.*)$", r.stdout)
+        return (f"NXDOMAIN, EDE {ede_text}",
+                "status: NXDOMAIN" in r.stdout and EDE_LINE in r.stdout)
+    t.step("a name off the allowlist is denied, and says why", ["dig", "example.org"], dig_denied)
+
+    def curl_ok(r, _ms):
+        code = r.stdout.strip()
+        return f"HTTP {code}", code == "200" or (system and code[:1] in ("2", "3"))
+    t.step("its address is reachable",
+           ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", url],
+           curl_ok)
+
+    def curl_refused(r, ms):
+        err = _first(r"curl: \(\d+\) (.*)$", r.stderr, r.stderr.strip()[:60])
+        return f"exit {r.returncode} after {ms:.0f} ms: {err}", r.returncode == 7 and ms < 5000
+    t.step("an address nobody resolved is refused at once",
+           ["curl", "-sS", "--max-time", "10", f"http://{UNRESOLVED_IP}/"], curl_refused)
+
+    before = len(t.jail_log())
+
+    def foreign(r, _ms):
+        entries = t.jail_log()[before:]
+        hit = next((e for e in entries if str(e.get("address", "")).startswith(
+            foreign_resolver + ":53")), None)
+        if jail is None:
+            return "no jail: the chain drops it", "status:" not in r.stdout
+        if hit is None:
+            return "no jail log line", False
+        return (f"{hit.get('syscall')} {hit.get('errno', '')}, jail logs: {hit.get('rule')}",
+                "status:" not in r.stdout and hit.get("verdict") == "deny")
+    t.step("a foreign resolver, tried directly, is denied",
+           ["dig", f"@{foreign_resolver}", "+tries=1", "+time=2", "example.org"], foreign)
+
+    def why(r, _ms):
+        txt = " / ".join(re.findall(r'"([^"]*)"', r.stdout))[:120]
+        return (txt or r.stdout.strip()[:80] or "no answer"), "allow" in txt.lower()
+    t.step("the session asks dnsd why a name is allowed",
+           ["dig", "+short", "CH", "TXT", "github.com.why.egress"], why)
+
+    def nft_set(r, _ms):
+        el = _first(r"elements = \{\s*([^}]*)\}", r.stdout).replace("\n", " ")
+        el = re.sub(r"\s+", " ", el).strip()
+        return el[:80] or "empty", re.search(r"timeout \S+ expires \S+", el) is not None
+    t.step("the kernel's set holds it, with its expiry",
+           ["nft", "list", "set", "inet", "egress", "allow4"], nft_set, jailed=False)
+
+    print("What each step printed:\n")
+    print("\n".join(t.details))
+    entries = [e for e in t.jail_log() if "verdict" in e]
+    if entries:
+        print("jail's log (one JSON line per denial):")
+        for e in entries[-3:]:
+            print("  " + json.dumps(e))
+    print("\ndnsd query log (stdout, one JSON object per query):")
     for entry in lab.query_log()[-3:]:
         print("  " + json.dumps(entry))
-    return ok
+    print("\nThe tour:\n")
+    print(t.table())
+    print()
+    return t.ok
+
+
+def _jail_path(args) -> Optional[str]:
+    p = args.jail or os.environ.get("JAIL") or str(_REPO / "build/jail/jail")
+    return p if os.access(p, os.X_OK) else None
 
 
 def _cmd_up(args) -> int:
@@ -943,33 +1166,62 @@ def _cmd_up(args) -> int:
     if not allowlist.is_file():
         print(f"egress_lab: allowlist {allowlist} not found", file=sys.stderr)
         return 2
+    policy = Path(args.policy).resolve()
+    if not policy.is_file():
+        print(f"egress_lab: jail policy {policy} not found", file=sys.stderr)
+        return 2
+    system = args.upstream == "system"
+    resolvers: "list[str]" = []
+    if args.resolver and not system:
+        print("egress_lab: --resolver needs --upstream system", file=sys.stderr)
+        return 2
+    if system:
+        resolvers = args.resolver or host_resolvers(Path("/etc/resolv.conf").read_text())
+        if not resolvers:
+            print("egress_lab: --upstream system: /etc/resolv.conf names no resolver that a "
+                  "network namespace can reach (loopback ones such as systemd-resolved's "
+                  "127.0.0.53 live in the host's namespace only); pass --resolver ADDR",
+                  file=sys.stderr)
+            return 2
     problem = privilege_problem()
     if problem:
         print(f"egress_lab: cannot build the lab: {problem}", file=sys.stderr)
         return 2
-    lab = Lab(dnsd_path=args.dnsd)
+    lab = SystemLab(resolvers, dnsd_path=args.dnsd) if system else Lab(dnsd_path=args.dnsd)
     if not os.access(lab.dnsd_path, os.X_OK):
         print(f"egress_lab: dnsd binary not found: {lab.dnsd_path} (build it, or set DNSD or "
               "pass --dnsd)", file=sys.stderr)
         return 2
+    jail = _jail_path(args)
+    if jail is None:
+        print("egress_lab: jail binary not found (build it, or set JAIL or pass --jail)",
+              file=sys.stderr)
+        return 2
     with lab:
-        print(f"lab up: session namespace {lab.session}, internet namespace {lab.internet}; "
-              f"nsd on {UPSTREAM_V4}")
+        if system:
+            print(f"lab up: session namespace {lab.session}, joined to this host (NAT); dnsd "
+                  f"forwards to this host's resolvers {', '.join(resolvers)}")
+        else:
+            print(f"lab up: session namespace {lab.session}, internet namespace "
+                  f"{lab.internet}; nsd on {UPSTREAM_V4}; web servers on the zones' addresses")
+            lab.start_web()
         lab.start_dnsd(allowlist=str(allowlist), args=["--nft-mode", "enforce"])
         print(f"dnsd running in {lab.session} on 127.0.0.1:53 and [::1]:53 "
-              f"(allowlist {allowlist}; nftables enforce mode, table inet egress)\n")
-        ok = _demo(lab)
+              f"(allowlist {allowlist}; nftables enforce mode, table inet egress)")
+        print(f"session commands run under: jail --policy {policy} --\n")
+        ok = _tour(lab, jail, policy, system)
         if not args.shell:
             print("demo: " + ("OK" if ok else "FAILED (see UNEXPECTED above)"))
             return 0 if ok else 1
-        print("Opening a shell in the session namespace; DNS goes to dnsd. Try: "
-              "dig github.com, dig example.org, getent hosts pypi.org. Exit to tear down.")
+        print("Opening a jailed shell in the session namespace; DNS goes to dnsd. Try: "
+              "dig github.com, dig example.org, dig CH TXT pypi.org.why.egress, "
+              "curl http://pypi.org/. Exit to tear down.")
         env = dict(os.environ, PS1=r"[egress-session \W]\$ ")
         # The shell owns the terminal; Ctrl-C there must not kill the lab underneath it.
         old = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            subprocess.run(["ip", "netns", "exec", lab.session, "bash", "--norc", "--noprofile",
-                            "-i"], env=env)
+            subprocess.run(["ip", "netns", "exec", lab.session, jail, "--policy", str(policy),
+                            "--", "bash", "--norc", "--noprofile", "-i"], env=env)
         finally:
             signal.signal(signal.SIGINT, old)
         print("lab torn down")
@@ -984,6 +1236,16 @@ def main(argv=None) -> int:
     up.add_argument("--shell", action="store_true",
                     help="open an interactive shell in the session namespace")
     up.add_argument("--dnsd", help="dnsd binary (default: $DNSD or build/dnsd/dnsd)")
+    up.add_argument("--jail", help="jail binary (default: $JAIL or build/jail/jail)")
+    up.add_argument("--policy", default=str(_REPO / "policies/jail/default.yaml"),
+                    help="jail policy for the session's commands (default: %(default)s)")
+    up.add_argument("--upstream", choices=("lab", "system"), default="lab",
+                    help="lab: the lab's own authoritative server and web servers (default); "
+                         "system: this host's resolvers and network, for a machine with "
+                         "internet access")
+    up.add_argument("--resolver", action="append", metavar="ADDR",
+                    help="with --upstream system: the resolver(s) dnsd forwards to, instead of "
+                         "the nameservers of /etc/resolv.conf")
     sub.add_parser("cleanup", help="remove namespaces left by crashed runs")
     args = ap.parse_args(argv)
     if args.cmd == "cleanup":

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's run command: builds egress, then starts the lab (an "internet" namespace with a
 # real authoritative DNS server, a "session" namespace running dnsd with policies/allowlist.yaml)
-# and shows what a user sees. --shell leaves you in a shell inside the session namespace.
+# and tours what a user of a jailed session sees. --shell leaves you in a jailed shell inside
+# the session namespace.
 # Everything it creates is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,5 +12,5 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 scripts/install-deps.sh
 scripts/build.sh
-export DNSD="$PWD/build/dnsd/dnsd"
+export DNSD="$PWD/build/dnsd/dnsd" JAIL="$PWD/build/jail/jail"
 exec /usr/bin/python3 scripts/egress_lab.py up --allowlist policies/allowlist.yaml "$@"
