@@ -17,11 +17,11 @@
 //       - the descriptor: a thread sharing the fd table can dup2() an AF_INET socket onto the
 //         number and rewrite the address to an inet one in the window; the kernel then connects
 //         that socket unchecked (tests/escape/net_fdswap.c does it). Nothing in the supervisor
-//         can close this: the backstop is Landlock (ABI >= 4) handling
-//         LANDLOCK_ACCESS_NET_CONNECT_TCP with no port allowed in the jailed process, which
-//         only stops the process's own TCP connects (every permitted one is made by the
-//         supervisor, outside that domain), and nftables for UDP (already the enforcement for
-//         sendmsg(), which is not supervised).
+//         can close this; jail/landlock.cpp does for TCP: with a supervisor, the jailed process
+//         runs under Landlock (ABI >= 4) handling LANDLOCK_ACCESS_NET_CONNECT_TCP with no port
+//         allowed, so it cannot connect a TCP socket itself (every permitted connect is made
+//         by the supervisor, outside that domain). UDP is left to nftables, already the
+//         enforcement for sendmsg(), which is not supervised.
 //   * on an inet/inet6 socket the supervisor performs the call itself with the copy checked
 //     here (allow) or fails it:
 //       - shorter than the family's sockaddr (sockaddr_in 16, sockaddr_in6 24 as RFC 2133) or
