@@ -88,8 +88,30 @@ std::string join(const std::vector<std::string>& v) {
   return out.empty() ? "no nameserver" : out;
 }
 
+// Unix sockets of host resolvers that glibc's NSS modules talk to instead of reading
+// resolv.conf: nss-resolve (systemd-resolved's varlink socket) and nscd. A session reaching one
+// resolves through the host, around the sidecar and its allowlist (a DNS tunnel).
+constexpr const char* kHostResolverSockets[] = {
+    "/run/systemd/resolve/io.systemd.Resolve",
+    "/run/nscd/socket",
+    "/var/run/nscd/socket",
+};
+
+bool exists(const char* path) {
+  struct stat st{};
+  return lstat(path, &st) == 0;
+}
+
 std::variant<DnsPinned, StepError> verify(const std::string& dns, const char* resolv_conf,
                                           int unshare_err) {
+  for (const char* sock : kHostResolverSockets) {
+    if (exists(sock))
+      return step_error("dns pin", 0,
+                        std::string("no mount namespace (unshare: ") +
+                            std::strerror(unshare_err) + ") to hide the host resolver socket " +
+                            sock + ", which would resolve around the sidecar; run jail with "
+                            "CAP_SYS_ADMIN or remove it from the session's filesystem");
+  }
   char resolved[PATH_MAX];
   const char* target = realpath(resolv_conf, resolved) ? resolved : resolv_conf;
   int err = 0;
@@ -179,6 +201,31 @@ std::variant<DnsPinned, StepError> pin_dns(const std::string& dns, const char* r
   if (mount(nullptr, target, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
             nullptr) != 0)
     return step_error("mount(MS_REMOUNT|MS_RDONLY resolv.conf)", errno);
+  // Host resolver sockets: an empty read-only file bound over each, so connecting to it
+  // fails (ECONNREFUSED) and NSS falls back to resolv.conf.
+  const std::string empty = std::string(scratch) + "/hidden";
+  {
+    egress::UniqueFd fd(open(empty.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
+    if (!fd) return step_error("open(hidden)", errno);
+  }
+  for (const char* sock : kHostResolverSockets) {
+    char real[PATH_MAX];
+    if (!realpath(sock, real)) continue;  // absent: nothing to hide
+    if (mount(empty.c_str(), real, nullptr, MS_BIND, nullptr) != 0)
+      return step_error(std::string("mount(MS_BIND over ") + real + ")", errno);
+    if (mount(nullptr, real, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0)
+      return step_error(std::string("mount(MS_REMOUNT|MS_RDONLY ") + real + ")", errno);
+  }
+  // /proc/sys read-only: without capabilities a uid-0 session can still write the network
+  // namespace's sysctls (they check euid, not capabilities), and it shares that namespace
+  // with the sidecar.
+  if (exists("/proc/sys/net")) {
+    if (mount("/proc/sys", "/proc/sys", nullptr, MS_BIND | MS_REC, nullptr) != 0)
+      return step_error("mount(MS_BIND /proc/sys)", errno);
+    if (mount(nullptr, "/proc/sys", nullptr,
+              MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+      return step_error("mount(MS_REMOUNT|MS_RDONLY /proc/sys)", errno);
+  }
   if (umount2(scratch, MNT_DETACH) != 0) return step_error("umount2(tmpfs)", errno);
   return DnsPinned{DnsPinMode::pinned, target};
 }

@@ -1,5 +1,6 @@
 #include "jail/filter.h"
 
+#include <netinet/in.h>
 #include <seccomp.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -22,6 +23,13 @@ namespace {
 // SOCK_PACKET are never permitted, other values the kernel rejects itself.
 constexpr int kPermittedTypes[] = {SOCK_STREAM, SOCK_DGRAM, SOCK_RDM, SOCK_SEQPACKET, SOCK_DCCP};
 constexpr int kForbiddenTypes[] = {SOCK_RAW, SOCK_PACKET};
+// inet/inet6: only plain TCP and datagram sockets. Landlock's TCP connect rule (the backstop
+// for a CONTINUE'd unix connect whose fd is swapped, jail/landlock.h) covers plain TCP only:
+// MPTCP (SOCK_STREAM, IPPROTO_MPTCP), SCTP (SOCK_STREAM/SOCK_SEQPACKET, IPPROTO_SCTP) and DCCP
+// connect without it. These get EPROTONOSUPPORT, which programs that try MPTCP first (Go)
+// take as "use TCP".
+constexpr int kInetRefusedTypes[] = {SOCK_RDM, SOCK_SEQPACKET, SOCK_DCCP};
+constexpr scmp_datum_t kInetStreamProtocols[] = {0, IPPROTO_TCP};  // IPPROTO_TCP is 6
 // socket(2): the low 4 bits of `type` are the type, the rest are SOCK_NONBLOCK/SOCK_CLOEXEC.
 constexpr scmp_datum_t kTypeMask = 0xf;
 // The kernel reads int arguments from the low 32 bits of the register; a deny compare must
@@ -71,6 +79,9 @@ class Builder {
                 : SCMP_ACT_ERRNO(static_cast<std::uint16_t>(policy.deny_errno));
     family_deny_ = policy.on_violation == OnViolation::kill ? SCMP_ACT_KILL_PROCESS
                                                             : SCMP_ACT_ERRNO(EAFNOSUPPORT);
+    protocol_deny_ = policy.on_violation == OnViolation::kill
+                         ? SCMP_ACT_KILL_PROCESS
+                         : SCMP_ACT_ERRNO(EPROTONOSUPPORT);
     default_ = policy.mode == SyscallMode::denylist ? SCMP_ACT_ALLOW : deny_;
   }
 
@@ -154,6 +165,15 @@ class Builder {
         if (allowlist()) add(fact.name, SCMP_ACT_ALLOW, {SCMP_A0_64(SCMP_CMP_MASKED_EQ, all, 0)});
         return;
       }
+      case ArgRule::no_fastopen_arg2:
+      case ArgRule::no_fastopen_arg3: {
+        const unsigned arg = fact.rule == ArgRule::no_fastopen_arg2 ? 2 : 3;
+        const scmp_datum_t fastopen = MSG_FASTOPEN;
+        add(fact.name, deny_, {scmp_arg_cmp{arg, SCMP_CMP_MASKED_EQ, fastopen, fastopen}});
+        if (allowlist())
+          add(fact.name, SCMP_ACT_ALLOW, {scmp_arg_cmp{arg, SCMP_CMP_MASKED_EQ, fastopen, 0}});
+        return;
+      }
       case ArgRule::seccomp_listener: {
         // seccomp(op, flags, args): a second listener would receive our notifications first.
         const scmp_datum_t listener = SECCOMP_FILTER_FLAG_NEW_LISTENER;
@@ -201,6 +221,10 @@ class Builder {
             {SCMP_A0_64(SCMP_CMP_EQ, family),
              SCMP_A1_64(SCMP_CMP_MASKED_EQ, kTypeMask, static_cast<scmp_datum_t>(type))});
       }
+      if (fam->family == AF_INET || fam->family == AF_INET6) {
+        inet_rules(name, family);
+        continue;
+      }
       if (!allowlist()) continue;
       for (const int type : kPermittedTypes) {
         add(name, SCMP_ACT_ALLOW,
@@ -208,6 +232,33 @@ class Builder {
              SCMP_A1_64(SCMP_CMP_MASKED_EQ, kTypeMask, static_cast<scmp_datum_t>(type))});
       }
     }
+  }
+
+  // socket(AF_INET/AF_INET6, type, protocol) beyond the forbidden types: SOCK_DGRAM with any
+  // protocol (UDP, UDP-Lite, ICMP echo: all left to nftables), SOCK_STREAM with protocol 0 or
+  // IPPROTO_TCP only, no other type. A protocol with bits above 32 is refused even where the
+  // kernel would read 0 or 6 in its low half (only errs on the safe side).
+  void inet_rules(std::string_view name, scmp_datum_t family) {
+    const auto type_is = [&](int type) {
+      return SCMP_A1_64(SCMP_CMP_MASKED_EQ, kTypeMask, static_cast<scmp_datum_t>(type));
+    };
+    for (const int type : kInetRefusedTypes) {
+      add(name, protocol_deny_, {SCMP_A0_64(SCMP_CMP_EQ, family), type_is(type)});
+    }
+    // Stream protocols other than 0 and 6: 1..5, and everything above 6.
+    static_assert(kInetStreamProtocols[0] == 0 && kInetStreamProtocols[1] == 6);
+    for (scmp_datum_t p = 1; p < 6; ++p) {
+      add(name, protocol_deny_,
+          {SCMP_A0_64(SCMP_CMP_EQ, family), type_is(SOCK_STREAM), SCMP_A2_64(SCMP_CMP_EQ, p)});
+    }
+    add(name, protocol_deny_,
+        {SCMP_A0_64(SCMP_CMP_EQ, family), type_is(SOCK_STREAM), SCMP_A2_64(SCMP_CMP_GT, 6)});
+    if (!allowlist()) return;
+    for (const scmp_datum_t p : kInetStreamProtocols) {
+      add(name, SCMP_ACT_ALLOW,
+          {SCMP_A0_64(SCMP_CMP_EQ, family), type_is(SOCK_STREAM), SCMP_A2_64(SCMP_CMP_EQ, p)});
+    }
+    add(name, SCMP_ACT_ALLOW, {SCMP_A0_64(SCMP_CMP_EQ, family), type_is(SOCK_DGRAM)});
   }
 
   // Adds a rule if the syscall exists on the target architecture (`open` does not on aarch64).
@@ -232,6 +283,7 @@ class Builder {
   std::uint32_t token_;
   std::uint32_t deny_ = 0;
   std::uint32_t family_deny_ = 0;
+  std::uint32_t protocol_deny_ = 0;
   std::uint32_t default_ = 0;
   scmp_filter_ctx ctx_ = nullptr;
 };

@@ -41,6 +41,7 @@ std::uint64_t landlock_net_for(int abi, bool supervised) {
 std::string describe(const LandlockStatus& status) {
   if (status.abi == 0) return "landlock unavailable: nothing scoped";
   std::string out = "landlock ABI " + std::to_string(status.abi) + ": ";
+  if (status.domain) out += "domain (no ptrace of jail); ";
   const bool unix_scoped = status.scoped & LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET;
   const bool signal_scoped = status.scoped & LANDLOCK_SCOPE_SIGNAL;
   if (unix_scoped && signal_scoped) {
@@ -70,14 +71,18 @@ LandlockStatus landlock_probe() {
 LandlockOutcome apply_landlock(bool supervised) {
   LandlockOutcome out;
   out.status = landlock_probe();
+  if (out.status.abi == 0) return out;
   const std::uint64_t scopes = landlock_scopes_for(out.status.abi);
   const std::uint64_t net = landlock_net_for(out.status.abi, supervised);
-  if (scopes == 0 && net == 0) return out;
-  // No filesystem right is handled: the kernel accepts a ruleset with only scopes or only
-  // network rights (it rejects one that handles nothing at all with ENOMSG). The network right
-  // is handled with no rule added, so no port is allowed: TCP connect() from the session fails
-  // with EACCES unless the supervisor, outside this domain, makes it.
-  const RulesetAttr attr{0, net, scopes};
+  // A domain is created at every ABI, even with nothing else to restrict: a process in a
+  // Landlock domain cannot ptrace (or pidfd_getfd, or write /proc/PID/mem of) a process
+  // outside it, so the session cannot take over the supervisor even where ptrace rules would
+  // let a same-uid process do it (jail run unprivileged, Yama off). The one filesystem right
+  // handled, making block devices, is one a session never needs; the kernel rejects a ruleset
+  // that handles nothing (ENOMSG). The network right is handled with no rule added, so no port
+  // is allowed: TCP connect() from the session fails with EACCES unless the supervisor,
+  // outside this domain, makes it.
+  const RulesetAttr attr{LANDLOCK_ACCESS_FS_MAKE_BLOCK, net, scopes};
   egress::UniqueFd ruleset(static_cast<int>(create_ruleset(&attr, sizeof attr, 0)));
   if (!ruleset) {
     out.error = step_error("landlock_create_ruleset", errno);
@@ -87,6 +92,7 @@ LandlockOutcome apply_landlock(bool supervised) {
     out.error = step_error("landlock_restrict_self", errno);
     return out;
   }
+  out.status.domain = true;
   out.status.scoped = scopes;
   out.status.net = net;
   return out;

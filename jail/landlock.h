@@ -25,6 +25,7 @@ struct LandlockStatus {
   std::uint64_t scoped = 0;   // LANDLOCK_SCOPE_* bits enforced on this process
   std::uint64_t net = 0;      // LANDLOCK_ACCESS_NET_* rights denied to this process
   int probe_errno = 0;        // why abi is 0 (ENOSYS, EOPNOTSUPP), for the start line
+  bool domain = false;        // a Landlock domain was entered (ptrace of outside processes denied)
 };
 
 // What would be scoped at `abi`: both scopes at kLandlockScopeAbi and above, else nothing.

@@ -66,6 +66,7 @@ struct ChildMsg {
   int landlock_probe_errno = 0;
   std::uint64_t landlock_scoped = 0;
   std::uint64_t landlock_net = 0;
+  bool landlock_domain = false;
   char dns_target[256] = {};
   int exit_status = kExitJailFailure;  // with `error`: what jail exits with
   StepError error;
@@ -145,6 +146,7 @@ void send_msg(int sock, const ChildMsg& msg, int fd = -1) {
   ready.landlock_abi = ll.status.abi;
   ready.landlock_scoped = ll.status.scoped;
   ready.landlock_net = ll.status.net;
+  ready.landlock_domain = ll.status.domain;
   ready.landlock_probe_errno = ll.status.probe_errno;
 
   // 5. seccomp. From here on every syscall passes the filter: only sendmsg, read, rt_sigprocmask,
@@ -252,7 +254,8 @@ std::string utc_now() {
 }
 
 void report_start(const LaunchOptions& o, const ChildMsg& m, pid_t pid, const std::string& path) {
-  LandlockStatus ll{m.landlock_abi, m.landlock_scoped, m.landlock_net, m.landlock_probe_errno};
+  LandlockStatus ll{m.landlock_abi, m.landlock_scoped, m.landlock_net, m.landlock_probe_errno,
+                    m.landlock_domain};
   const std::string dns_mode = m.dns_pinned ? "pinned" : "verified";
   if (o.verbose) {
     std::fprintf(stderr, "jail: %s; dns %s %s (%s); capability bounding set %s; seccomp %s\n",
@@ -260,6 +263,14 @@ void report_start(const LaunchOptions& o, const ChildMsg& m, pid_t pid, const st
                  m.bounding_cleared ? "cleared" : "kept (no CAP_SETPCAP)",
                  m.has_listener ? (m.wait_killable ? "supervised (wait-killable)" : "supervised")
                                 : "without supervisor (connect: off)");
+  }
+  if (m.has_listener && !(m.landlock_net & LANDLOCK_ACCESS_NET_CONNECT_TCP)) {
+    // jail/landlock.h: without Landlock's TCP rule (Linux < 6.7) a thread swapping an inet
+    // socket under a unix connect can connect it unchecked; nftables still decides where.
+    std::fprintf(stderr,
+                 "jail: warning: Landlock ABI %d has no TCP connect rule (needs 4, Linux 6.7): "
+                 "TCP destinations are enforced by the nftables set only\n",
+                 m.landlock_abi);
   }
   if (!o.log_start_event) return;
   std::string scoped;
@@ -450,6 +461,16 @@ int run(const LaunchOptions& o) {
     child_main(a);
   }
   child_sock.reset();
+  // Not dumpable: /proc/<jail>/mem and ptrace of the supervisor need CAP_SYS_PTRACE, which the
+  // session never has, whatever Yama or Landlock allow (the child's execve makes it dumpable
+  // again, so this stays with jail).
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    const int err = errno;
+    std::fprintf(stderr, "jail: prctl(PR_SET_DUMPABLE): %s\n", std::strerror(err));
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    return kExitJailFailure;
+  }
   // pidfd_open(2) on our own unreaped child cannot race with pid reuse.
   egress::UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd) {

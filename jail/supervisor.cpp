@@ -1,5 +1,7 @@
 #include "jail/supervisor.h"
 
+#include <linux/kcmp.h>
+
 #include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/seccomp.h>
@@ -57,6 +59,10 @@ constexpr std::uint32_t kNativeAuditArch = AUDIT_ARCH_AARCH64;
 #error "jail supports x86_64 and aarch64"
 #endif
 
+// sendto(2) flags the supervisor performs on the target's behalf; others are dropped.
+constexpr int kSendtoFlags = MSG_DONTWAIT | MSG_MORE | MSG_EOR | MSG_OOB | MSG_CONFIRM |
+                             MSG_DONTROUTE | MSG_FASTOPEN | MSG_NOSIGNAL;
+
 std::atomic<int> g_error_notes{0};
 
 // Logs a failed call once, where it failed, with the errno saved right after it.
@@ -103,6 +109,14 @@ egress::UniqueFd open_pidfd(pid_t tid, int& error) {
   std::fclose(f);
   if (tgid <= 0) {
     error = ESRCH;
+    return {};
+  }
+  // The leader's pidfd reaches the leader's descriptor table. A thread made without
+  // CLONE_FILES has a table of its own: judging the leader's fd N while the kernel runs the
+  // call on the thread's fd N would decide about the wrong socket, so such a thread is refused
+  // (kcmp(2) KCMP_FILES: 0 when both share one table).
+  if (tgid != tid && syscall(SYS_kcmp, tgid, tid, KCMP_FILES, 0, 0) != 0) {
+    error = EPERM;
     return {};
   }
   fd = syscall(SYS_pidfd_open, tgid, 0);
@@ -338,7 +352,15 @@ void Supervisor::Impl::handle(const seccomp_notif& n) {
       return;
     }
   }
+  const int flags = static_cast<int>(static_cast<std::uint32_t>(n.data.args[3]));
   if (!inet) {
+    // MSG_FASTOPEN means nothing to a unix socket, but the kernel re-runs a CONTINUE'd call
+    // on whatever the fd number holds by then: a TCP socket swapped in would connect through
+    // tcp_sendmsg_fastopen(), which Landlock's connect rule does not see. Refused instead.
+    if (syscall_kind == NetSyscall::sendto && (flags & MSG_FASTOPEN) != 0) {
+      send(n.id, fail_with(EOPNOTSUPP));
+      return;
+    }
     // Not a network socket (AF_UNIX, AF_NETLINK): the kernel runs the call as the caller, so
     // a unix peer sees the caller's credentials. CONTINUE re-reads the target's memory and
     // looks its fd up again; see jail/destination.h for what that leaves open.
@@ -356,7 +378,10 @@ void Supervisor::Impl::handle(const seccomp_notif& n) {
   call.pidfd = std::move(pidfd);
   call.addr = std::move(addr);
   call.data = std::move(data);
-  call.flags = static_cast<int>(static_cast<std::uint32_t>(n.data.args[3]));
+  // Only the flags that shape one send are passed on: MSG_ZEROCOPY would pin the
+  // supervisor's own buffer in the kernel after the call returns (and report completions on
+  // the target's error queue), MSG_CMSG_CLOEXEC and the like mean nothing to sendto.
+  call.flags = flags & kSendtoFlags;
   dispatch(std::move(call), info);
 }
 

@@ -43,6 +43,8 @@ constexpr std::array kFacts = {
                 "io_uring performs connect/sendmsg without any syscall seccomp could see"},
     SyscallFact{"io_uring_setup", D, ArgRule::none, kAllArches,
                 "io_uring performs connect/sendmsg without any syscall seccomp could see"},
+    SyscallFact{"kcmp", D, ArgRule::none, kAllArches,
+                "compares other processes' files and memory (the supervisor's included)"},
     SyscallFact{"kexec_file_load", D, ArgRule::none, kAllArches, "replaces the running kernel"},
     SyscallFact{"kexec_load", D, ArgRule::none, kAllArches, "replaces the running kernel"},
     SyscallFact{"keyctl", D, ArgRule::none, kAllArches,
@@ -56,6 +58,8 @@ constexpr std::array kFacts = {
     SyscallFact{"open_tree", D, ArgRule::none, kAllArches, "new mount API"},
     SyscallFact{"perf_event_open", D, ArgRule::none, kAllArches,
                 "side channels and a long record of kernel bugs"},
+    SyscallFact{"pidfd_getfd", D, ArgRule::none, kAllArches,
+                "takes another process's descriptors, e.g. the supervisor's listener"},
     SyscallFact{"pivot_root", D, ArgRule::none, kAllArches, "changes the root mount"},
     SyscallFact{"process_vm_readv", D, ArgRule::none, kAllArches,
                 "reads another process's memory (the supervisor's included)"},
@@ -70,11 +74,13 @@ constexpr std::array kFacts = {
                 "stacking filters is fine; a new listener would take precedence over the jail's"},
     // sendmsg/sendmmsg carry the destination inside struct msghdr in memory, which seccomp
     // cannot read; notifying every call would route most writes through the supervisor. The
-    // nftables set is the enforcement for these; the jail only explains connect/sendto.
-    SyscallFact{"sendmmsg", Action::allow, ArgRule::none, kAllArches,
-                "destination is in memory; left to the nftables set"},
-    SyscallFact{"sendmsg", Action::allow, ArgRule::none, kAllArches,
-                "destination is in memory; left to the nftables set"},
+    // nftables set is the enforcement for these; the jail only explains connect/sendto. Their
+    // MSG_FASTOPEN (a TCP connect inside a send, which Landlock's connect rule does not see)
+    // is refused: a TCP connect goes through connect() or sendto(), both supervised.
+    SyscallFact{"sendmmsg", Action::allow, ArgRule::no_fastopen_arg3, kAllArches,
+                "destination is in memory; left to the nftables set; no TCP Fast Open"},
+    SyscallFact{"sendmsg", Action::allow, ArgRule::no_fastopen_arg2, kAllArches,
+                "destination is in memory; left to the nftables set; no TCP Fast Open"},
     SyscallFact{"sendto", Action::notify, ArgRule::destination_given, kAllArches,
                 "a destination address is checked like connect"},
     SyscallFact{"setns", D, ArgRule::none, kAllArches, "could join the host's namespaces"},
@@ -92,7 +98,7 @@ constexpr std::array kFacts = {
 };
 
 // Update when adding a row, so that a merge that drops or duplicates one fails to build.
-constexpr std::size_t kFactCount = 42;
+constexpr std::size_t kFactCount = 44;
 static_assert(kFacts.size() == kFactCount, "syscall table changed: update kFactCount");
 
 template <typename Row, std::size_t N>

@@ -32,6 +32,8 @@ enum class ArgRule : std::uint8_t {
   destination_given,  // sendto(): notify only when dest_addr (arg 4) is non-NULL
   clone_namespaces,   // clone(): no CLONE_NEW* flag in arg 0
   seccomp_listener,   // seccomp(): no SECCOMP_FILTER_FLAG_NEW_LISTENER in arg 1
+  no_fastopen_arg2,   // sendmsg(): no MSG_FASTOPEN in the flags (arg 2)
+  no_fastopen_arg3,   // sendmmsg(): no MSG_FASTOPEN in the flags (arg 3)
 };
 
 struct SyscallFact {

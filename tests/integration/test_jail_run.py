@@ -272,6 +272,41 @@ class TestConfinement(JailCase):
         self.assertIn("nameserver 127.0.0.1", r.stdout)
         self.assertNotIn("written by jail", r.stdout)
 
+    def test_host_resolver_sockets_hidden_and_proc_sys_read_only(self):
+        """glibc's nss-resolve and nscd talk to host resolvers over unix sockets, around the
+        sidecar: in the jail's mount namespace they are covered by an empty read-only file.
+        /proc/sys is read-only (a uid-0 session without capabilities could still write the
+        shared network namespace's sysctls). A socket is made for the test in a mount
+        namespace of its own (a tmpfs over /run/nscd), never on the host."""
+        probe = ("import errno, socket\n"
+                 "s = socket.socket(socket.AF_UNIX)\n"
+                 "try:\n    s.connect('/run/nscd/socket'); print('nscd connected')\n"
+                 "except OSError as e:\n    print('nscd', errno.errorcode[e.errno])\n"
+                 "try:\n    open('/proc/sys/net/ipv4/conf/all/route_localnet', 'w').write('1')\n"
+                 "    print('sysctl written')\n"
+                 "except OSError as e:\n    print('sysctl', errno.errorcode[e.errno])\n")
+        server = ("import socket, time\n"
+                  "s = socket.socket(socket.AF_UNIX); s.bind('/run/nscd/socket'); s.listen()\n"
+                  "time.sleep(60)\n")
+        script = ('mkdir -p /run/nscd && mount -t tmpfs jail-test /run/nscd || exit 9\n'
+                  f'{sys.executable} -c "$1" & srv=$!\n'
+                  'while [ ! -S /run/nscd/socket ]; do sleep 0.05; done\n'
+                  '"$2" -- python3 -c "$3"\n'
+                  f'{sys.executable} -c "$3"\n'
+                  'kill $srv\n')
+        r = subprocess.run(["unshare", "-m", "-n", "--propagation", "private", "sh", "-c", script,
+                            "sh", server, JAIL, probe],
+                           capture_output=True, text=True, timeout=60)
+        lines = r.stdout.splitlines()
+        self.assertEqual(len(lines), 4, r.stdout + r.stderr)
+        # Under jail: the socket is covered by a read-only (0444) regular file, which a session
+        # without CAP_DAC_OVERRIDE may not connect to; the sysctl is read-only.
+        self.assertEqual(lines[:2], ["nscd EACCES", "sysctl EROFS"], r.stderr)
+        # The control, same namespace, no jail: the socket exists and answers, and root may
+        # write that sysctl (it writes the value it has, in the test's own network namespace).
+        self.assertEqual(lines[2], "nscd connected", r.stderr)
+        self.assertEqual(lines[3], "sysctl written", r.stderr)
+
     def test_symlinked_resolv_conf_target_is_covered(self):
         # /etc/resolv.conf as a symlink (systemd-resolved's stub-resolv.conf): the test's own
         # mount namespace gets an overlay on /etc where the file is a symlink into a temp dir.

@@ -197,6 +197,8 @@ TEST_CASE("jail landlock: scope flags and what each ABI enforces") {
   CHECK(jail::landlock_net_for(7, true) == LANDLOCK_ACCESS_NET_CONNECT_TCP);
   CHECK(jail::landlock_net_for(7, false) == 0);
   CHECK(jail::describe({7, 3, 0, 0}) == "landlock ABI 7: abstract unix sockets and signals scoped");
+  CHECK(jail::describe({2, 0, 0, 0, true}) ==
+        "landlock ABI 2: domain (no ptrace of jail); nothing scoped (scoping needs ABI 6)");
   CHECK(jail::describe({7, 3, 2, 0}) ==
         "landlock ABI 7: abstract unix sockets and signals scoped; TCP connects only via the "
         "supervisor");
