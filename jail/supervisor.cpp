@@ -207,12 +207,13 @@ struct Supervisor::Impl {
   seccomp_notif_sizes sizes{};
 
   std::thread loop;
-  std::vector<std::thread> workers;
+  std::vector<std::thread> workers;  // started on demand by the loop thread, joined in stop()
   std::mutex mu;
   std::condition_variable wake;
   std::deque<Call> queue;       // guarded by mu
   std::vector<int> in_flight;   // duplicates being connected by workers; guarded by mu
   bool stopping = false;        // guarded by mu
+  std::size_t idle = 0;         // workers waiting for a call; guarded by mu
 
   Impl(int fd, const Policy& p, SupervisorOptions o)
       : listener(fd), policy(p), options(o), log(o.log_fd) {}
@@ -400,14 +401,35 @@ void Supervisor::Impl::dispatch(Call call, const SocketInfo& info) {
     return;
   }
   queue.push_back(std::move(call));
+  // Workers start when the first blocking connect needs one (most sessions use non-blocking
+  // sockets or none at all): a jail that never needs them pays no thread creation at start.
+  const bool more = idle == 0 && workers.size() < static_cast<std::size_t>(
+                                                      std::max(1, options.workers));
   lock.unlock();
+  if (more) {
+    try {
+      workers.emplace_back([this] { work(); });  // inherits the loop's all-blocked signal mask
+    } catch (const std::system_error& e) {
+      note("starting a connect worker", e.code().value());
+      if (workers.empty()) {  // nobody would ever take the call
+        lock.lock();
+        Call orphan = std::move(queue.back());
+        queue.pop_back();
+        lock.unlock();
+        send(orphan.id, fail_with(EAGAIN));
+        return;
+      }
+    }
+  }
   wake.notify_one();
 }
 
 void Supervisor::Impl::work() {
   for (;;) {
     std::unique_lock lock(mu);
+    ++idle;
     wake.wait(lock, [&] { return stopping || !queue.empty(); });
+    --idle;
     if (stopping) return;
     Call call = std::move(queue.front());
     queue.pop_front();
@@ -498,8 +520,6 @@ void Supervisor::start() {
     sigset_t* old;
     ~Restore() { pthread_sigmask(SIG_SETMASK, old, nullptr); }
   } restore{&old};
-  const int workers = std::max(1, impl_->options.workers);
-  for (int i = 0; i < workers; ++i) impl_->workers.emplace_back([this] { impl_->work(); });
   impl_->loop = std::thread([this] { impl_->run(); });
 }
 
