@@ -85,6 +85,7 @@ def micro(jail: str, policy: str, micro_bin: str, rounds: int, calls: int, conne
     jailed = [jail, "--policy", policy, "--"]
     getppid = {"bare": [], "jail": []}
     connect = {"bare": [], "jail": []}
+    connect_nb = {"bare": [], "jail": []}
     for _ in range(rounds):
         for k, prefix in (("bare", []), ("jail", jailed)):
             out = subprocess.run(prefix + [micro_bin, "getppid", str(calls)], check=True,
@@ -93,7 +94,10 @@ def micro(jail: str, policy: str, micro_bin: str, rounds: int, calls: int, conne
             out = subprocess.run(prefix + [micro_bin, "connect", str(connects)], check=True,
                                  capture_output=True, text=True).stdout
             connect[k].append([float(x) for x in out.split()])
-    return getppid, connect
+            out = subprocess.run(prefix + [micro_bin, "connect_nb", str(connects)], check=True,
+                                 capture_output=True, text=True).stdout
+            connect_nb[k].append([float(x) for x in out.split()])
+    return getppid, connect, connect_nb
 
 
 def pct(sorted_vals: "list[float]", p: float) -> float:
@@ -111,7 +115,7 @@ def write_markdown(path: Path, section: str) -> None:
         path.write_text(text.rstrip() + "\n\n" + block)
 
 
-def report(args, st, gp, cn, elapsed: float) -> str:
+def report(args, st, gp, cn, cnb, elapsed: float) -> str:
     med = {k: statistics.median(v) for k, v in st.items()}
     mean = {k: statistics.fmean(v) for k, v in st.items()}
     missing = [n for n in ("bwrap", "firejail") if n not in st]
@@ -155,6 +159,16 @@ def report(args, st, gp, cn, elapsed: float) -> str:
              f"{', '.join(f'{pct(sorted(r), 50):.1f}' for r in cn['bare'])}; "
              f"{', '.join(f'{pct(sorted(r), 50):.1f}' for r in cn['jail'])} |")
     L.append(f"| connect µs p99 | {cb99:.1f} | {cj99:.1f} | {cj99 - cb99:+.1f} | |")
+    nb = statistics.median(pct(sorted(r), 50) for r in cnb["bare"])
+    nj = statistics.median(pct(sorted(r), 50) for r in cnb["jail"])
+    L.append(f"| non-blocking connect µs p50 (to completion) | {nb:.1f} | {nj:.1f} | "
+             f"{nj - nb:+.1f} | "
+             f"{', '.join(f'{pct(sorted(r), 50):.1f}' for r in cnb['bare'])}; "
+             f"{', '.join(f'{pct(sorted(r), 50):.1f}' for r in cnb['jail'])} |")
+    L.append("")
+    L.append("A blocking connect is handed by the supervisor to a worker thread (so one slow "
+             "connect cannot hold up the others): that hop is in the blocking figure; a "
+             "non-blocking connect is performed on the notification loop itself.")
     L.append("")
     L.append("### Goals (issue 4)\n")
     L.append("| goal | measured | verdict |")
@@ -174,8 +188,8 @@ def report(args, st, gp, cn, elapsed: float) -> str:
     d = (gj - gb) / 1e3
     L.append(f"| filtered getppid ≤ 0.3 µs above bare | {d:+.3f} µs | {verdict(d <= 0.3)} |")
     d = cj - cb
-    L.append(f"| supervised loopback connect ≤ 40 µs above bare (p50) | {d:+.1f} µs | "
-             f"{verdict(d <= 40)} |")
+    L.append(f"| supervised loopback connect ≤ 40 µs above bare (p50) | {d:+.1f} µs blocking "
+             f"({nj - nb:+.1f} µs non-blocking) | {verdict(d <= 40)} |")
     return "\n".join(L) + "\n"
 
 
@@ -200,8 +214,9 @@ def main() -> int:
         log(f"start-up: {', '.join(k for k, _ in cs)}; {args.runs} runs each")
         st = startup(cs, args.runs)
         log("per-syscall micro-benchmarks")
-        gp, cn = micro(args.jail, args.policy, args.micro, args.rounds, args.calls, args.connects)
-        text = report(args, st, gp, cn, time.monotonic() - t0)
+        gp, cn, cnb = micro(args.jail, args.policy, args.micro, args.rounds, args.calls,
+                            args.connects)
+        text = report(args, st, gp, cn, cnb, time.monotonic() - t0)
         write_markdown(Path(args.markdown), text)
         print(text)
         return 0

@@ -3,6 +3,8 @@
  *   jail_micro getppid N     N getppid() calls; prints ns per call
  *   jail_micro connect N     N loopback TCP connects (socket, connect, close) to a listener
  *                            this process runs on 127.0.0.1; prints each connect's µs, sorted
+ *   jail_micro connect_nb N  the same with non-blocking sockets, as event loops connect
+ *                            (Python asyncio, Go, curl): connect() then poll() for completion
  *
  * getppid has no argument rule: under the jail it measures the filter's walk for an ordinary
  * syscall. connect is sent to the supervisor (SECCOMP_RET_USER_NOTIF), which connects a duplicate
@@ -13,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +58,7 @@ static int bench_getppid(long n) {
   return 0;
 }
 
-static int bench_connect(long n) {
+static int bench_connect(long n, int nonblocking) {
   const int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (lfd < 0) { perror("socket"); return 1; }
   struct sockaddr_in a;
@@ -73,10 +76,17 @@ static int bench_connect(long n) {
   double* us = calloc((size_t)n, sizeof *us);
   if (us == NULL) return 1;
   for (long i = 0; i < n; ++i) {
-    const int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
     if (s < 0) { perror("socket"); return 1; }
     const double t0 = now_ns();
-    const int rc = connect(s, (struct sockaddr*)&a, sizeof a);
+    int rc = connect(s, (struct sockaddr*)&a, sizeof a);
+    if (rc != 0 && nonblocking && errno == EINPROGRESS) {
+      struct pollfd p = {s, POLLOUT, 0};
+      int err = 0;
+      socklen_t elen = sizeof err;
+      rc = (poll(&p, 1, 5000) == 1 && getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 &&
+            err == 0) ? 0 : -1;
+    }
     const double t1 = now_ns();
     if (rc != 0) { perror("connect"); return 1; }
     close(s);
@@ -89,13 +99,14 @@ static int bench_connect(long n) {
 
 int main(int argc, char** argv) {
   if (argc != 3) {
-    fprintf(stderr, "usage: jail_micro getppid|connect N\n");
+    fprintf(stderr, "usage: jail_micro getppid|connect|connect_nb N\n");
     return 2;
   }
   const long n = strtol(argv[2], NULL, 10);
   if (n <= 0) { fprintf(stderr, "jail_micro: N must be positive\n"); return 2; }
   if (strcmp(argv[1], "getppid") == 0) return bench_getppid(n);
-  if (strcmp(argv[1], "connect") == 0) return bench_connect(n);
+  if (strcmp(argv[1], "connect") == 0) return bench_connect(n, 0);
+  if (strcmp(argv[1], "connect_nb") == 0) return bench_connect(n, 1);
   fprintf(stderr, "jail_micro: unknown benchmark %s\n", argv[1]);
   return 2;
 }
