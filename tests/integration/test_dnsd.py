@@ -501,6 +501,51 @@ class TestUpstreamFailure(DnsdCase):
         self.assertEqual(addrs(r, "AAAA"), {L.API_GITHUB_AAAA})
 
 
+class TestUdpBursts(DnsdCase):
+    """Datagrams are read and answered in batches (recvmmsg/sendmmsg, 16 at a time): a burst
+    much larger than a batch, from several sockets at once, gets every reply, each to the
+    socket that asked and matching its question and ID."""
+
+    ALLOW = ("*.github.com",)
+
+    def test_burst_of_mixed_queries_all_answered_in_kind(self):
+        cached = [f"b{i}.github.com" for i in range(8)]
+        for name in cached:
+            self.assertRcode(self.q(name), "NOERROR")  # now cache hits: answered at once
+        socks = [self.lab.session_socket() for _ in range(3)]
+        # Stopped while the burst is sent, so that it waits in the socket's queue and dnsd
+        # reads it in full batches.
+        self.dnsd.signal(signal.SIGSTOP)
+        try:
+            sent = {}
+            for round_ in range(40):
+                for k, s in enumerate(socks):
+                    i = round_ * len(socks) + k
+                    name = cached[i % len(cached)] if i % 2 else f"d{i}.denied.example"
+                    q = dns.message.make_query(name, "A")
+                    q.id = i
+                    s.sendto(q.to_wire(), ("127.0.0.1", 53))
+                    sent[i] = (k, name)
+            self.dnsd.signal(signal.SIGCONT)
+            got = {}
+            for k, s in enumerate(socks):
+                s.settimeout(5.0)  # liveness bound, not a timing
+                while sum(1 for (kk, _) in sent.values() if kk == k) > \
+                        sum(1 for i in got if sent[i][0] == k):
+                    r = dns.message.from_wire(s.recvfrom(65535)[0])
+                    got[r.id] = (k, r)
+        finally:
+            self.dnsd.signal(signal.SIGCONT)
+            for s in socks:
+                s.close()
+        self.assertEqual(set(got), set(sent))
+        for i, (k, r) in got.items():
+            self.assertEqual(k, sent[i][0], f"reply {i} went to another socket")
+            self.assertEqual(r.question[0].name.to_text(), sent[i][1] + ".")
+            want = "NOERROR" if sent[i][1].endswith("github.com") else "NXDOMAIN"
+            self.assertRcode(r, want, sent[i][1])
+
+
 class TestUpstreamSockets(DnsdCase):
     """dnsd keeps its upstream socket between queries (ARES_FLAG_STAYOPEN: no socket, connect
     and close per query) but renews it, and with it the source port, after a bounded number of
