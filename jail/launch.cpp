@@ -31,6 +31,7 @@
 #include "jail/missing_defs.h"
 #include "jail/privs.h"
 #include "jail/seccomp_load.h"
+#include "jail/violation_log.h"
 #include "jail/step.h"
 
 extern char** environ;
@@ -221,38 +222,6 @@ void abandon_child(int pidfd) {
   wait_child(pidfd);
 }
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += ch;
-    }
-  }
-  return out;
-}
-
-std::string utc_now() {
-  const auto now = std::chrono::system_clock::now();
-  const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<long long>(ms));
-  return buf;
-}
-
 void report_start(const LaunchOptions& o, const ChildMsg& m, pid_t pid, const std::string& path) {
   LandlockStatus ll{m.landlock_abi, m.landlock_scoped, m.landlock_net, m.landlock_probe_errno,
                     m.landlock_domain};
@@ -277,11 +246,12 @@ void report_start(const LaunchOptions& o, const ChildMsg& m, pid_t pid, const st
   if (m.landlock_scoped & LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET) scoped += "\"abstract_unix_socket\"";
   if (m.landlock_scoped & LANDLOCK_SCOPE_SIGNAL) scoped += scoped.empty() ? "\"signal\"" : ",\"signal\"";
   const std::string line =
-      "{\"event\":\"start\",\"time\":\"" + utc_now() + "\",\"pid\":" + std::to_string(pid) +
-      ",\"exe\":\"" + json_escape(path) + "\",\"policy\":\"" +
-      json_escape(o.policy.files.empty() ? "" : o.policy.files.back()) + "\",\"dns\":\"" +
-      json_escape(o.dns) + "\",\"dns_mode\":\"" + dns_mode + "\",\"resolv_conf\":\"" +
-      json_escape(m.dns_target) + "\",\"landlock_abi\":" + std::to_string(m.landlock_abi) +
+      "{\"event\":\"start\",\"time\":\"" + rfc3339_ms(std::chrono::system_clock::now()) +
+      "\",\"pid\":" + std::to_string(pid) +
+      ",\"exe\":" + json_string(path) + ",\"policy\":" +
+      json_string(o.policy.files.empty() ? "" : o.policy.files.back()) + ",\"dns\":" +
+      json_string(o.dns) + ",\"dns_mode\":\"" + dns_mode + "\",\"resolv_conf\":" +
+      json_string(m.dns_target) + ",\"landlock_abi\":" + std::to_string(m.landlock_abi) +
       ",\"landlock_scoped\":[" + scoped + "],\"landlock_tcp_connect_supervised\":" +
       ((m.landlock_net & LANDLOCK_ACCESS_NET_CONNECT_TCP) ? "true" : "false") +
       ",\"bounding_set_cleared\":" +
