@@ -451,11 +451,14 @@ class Lab:
             self.tmp = Path(tempfile.mkdtemp(prefix=f"egress-lab-{os.getpid()}-"))
             self._make_network()
             self._write_etc_netns()
-            self.start_nsd()
+            self._start_servers()
         except BaseException:
             self.close()
             raise
         return self
+
+    def _start_servers(self) -> None:
+        self.start_nsd()
 
     def close(self) -> None:
         """Remove everything this lab created. Idempotent; never raises."""
@@ -910,28 +913,23 @@ class SystemLab(Lab):
         self._forward_was: Optional[str] = None
         self.internet = ""  # none: the host is the internet
 
-    def up(self) -> "SystemLab":
-        _install_handlers()
-        _live_labs.append(self)
-        try:
-            cleanup_stale()
-            self.tmp = Path(tempfile.mkdtemp(prefix=f"egress-lab-{os.getpid()}-"))
-            self._ip("netns", "add", self.session)
-            self._namespaces.append(self.session)
-            self._ip("-n", self.session, "link", "set", "lo", "up")
-            for argv in self._plan["up"]:
-                r = subprocess.run(argv, input=self._plan["nft"] if argv[0] == "nft" else None,
-                                   capture_output=True, text=True, timeout=30)
-                if r.returncode != 0:
-                    raise RuntimeError(f"{' '.join(argv)}: {r.stderr.strip()}")
-            fwd = Path("/proc/sys/net/ipv4/ip_forward")
-            self._forward_was = fwd.read_text().strip()
-            fwd.write_text("1\n")
-            self._write_etc_netns()
-        except BaseException:
-            self.close()
-            raise
-        return self
+    # Lab.up() builds the lab through these: a session namespace joined to the host, no
+    # authoritative server of its own.
+    def _make_network(self) -> None:
+        self._ip("netns", "add", self.session)
+        self._namespaces.append(self.session)
+        self._ip("-n", self.session, "link", "set", "lo", "up")
+        for argv in self._plan["up"]:
+            r = subprocess.run(argv, input=self._plan["nft"] if argv[0] == "nft" else None,
+                               capture_output=True, text=True, timeout=30)
+            if r.returncode != 0:
+                raise RuntimeError(f"{' '.join(argv)}: {r.stderr.strip()}")
+        fwd = Path("/proc/sys/net/ipv4/ip_forward")
+        self._forward_was = fwd.read_text().strip()
+        fwd.write_text("1\n")
+
+    def _start_servers(self) -> None:
+        pass
 
     def close(self) -> None:
         if self._closed:
