@@ -181,6 +181,19 @@ class TestDockerfiles(unittest.TestCase):
                     self.stages(name)[-1].apt_packages()
                 self.assertEqual(missing, set(), f"{name} lacks runtime packages for {binary}")
 
+    def test_jail_is_static_so_the_session_image_installs_no_library(self):
+        binary = os.environ.get("JAIL", "")
+        if not binary or not os.path.exists(binary):
+            if ci():
+                self.fail(f"JAIL={binary!r} not built")
+            self.skipTest(f"JAIL not built ({binary!r})")
+        dynamic = subprocess.run(["readelf", "-d", binary], capture_output=True, text=True,
+                                 check=True).stdout
+        self.assertNotIn("(NEEDED)", dynamic, "jail is linked with -static-pie")
+        self.assertNotIn("program interpreter", subprocess.run(["readelf", "-l", binary],
+                                                    capture_output=True, text=True).stdout)
+        self.assertEqual(self.stages("Dockerfile.session")[-1].apt_packages(), {"python3"})
+
     def test_build_context_ignores_host_builds(self):
         ignore = (REPO / ".dockerignore").read_text().split()
         self.assertIn("build/", ignore)
