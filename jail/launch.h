@@ -1,4 +1,4 @@
-// Running PROGRAM under the jail: PATH lookup, fork, the child's confinement before execve, the
+// Running PROGRAM under the jail: PATH lookup, clone, the child's confinement before execve, the
 // supervisor, signal forwarding and the exit status (ARCHITECTURE.md, "jail: from exec to a
 // confined process").
 #pragma once

@@ -7,7 +7,6 @@
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -203,11 +202,10 @@ struct Supervisor::Impl {
   Policy policy;
   SupervisorOptions options;
   ViolationLog log;
-  egress::UniqueFd stop_event;
   seccomp_notif_sizes sizes{};
+  std::vector<std::uint8_t> recv_buf;  // SECCOMP_IOCTL_NOTIF_RECV's, sizes.seccomp_notif long
 
-  std::thread loop;
-  std::vector<std::thread> workers;  // started on demand by the loop thread, joined in stop()
+  std::vector<std::thread> workers;  // started on demand by serve()'s thread, joined in stop()
   std::mutex mu;
   std::condition_variable wake;
   std::deque<Call> queue;       // guarded by mu
@@ -218,13 +216,14 @@ struct Supervisor::Impl {
   Impl(int fd, const Policy& p, SupervisorOptions o)
       : listener(fd), policy(p), options(o), log(o.log_fd) {}
 
-  void run();
+  bool serve(short revents);
   void handle(const seccomp_notif& n);
   void work();
   void send(std::uint64_t id, const Reply& reply);
   bool id_valid(std::uint64_t id);
   void log_violation(const seccomp_notif& n, NetSyscall syscall, const Decision& d, bool watch);
   void dispatch(Call call, const SocketInfo& info);
+  void start_worker();
   void stop();
 };
 
@@ -408,7 +407,7 @@ void Supervisor::Impl::dispatch(Call call, const SocketInfo& info) {
   lock.unlock();
   if (more) {
     try {
-      workers.emplace_back([this] { work(); });  // inherits the loop's all-blocked signal mask
+      start_worker();
     } catch (const std::system_error& e) {
       note("starting a connect worker", e.code().value());
       if (workers.empty()) {  // nobody would ever take the call
@@ -422,6 +421,19 @@ void Supervisor::Impl::dispatch(Call call, const SocketInfo& info) {
     }
   }
   wake.notify_one();
+}
+
+void Supervisor::Impl::start_worker() {
+  // Workers start with every signal blocked, so the jail's signal forwarding (a signalfd on
+  // the main thread) sees them all, and a worker's connect is never cut short by EINTR.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  struct Restore {
+    sigset_t* old;
+    ~Restore() { pthread_sigmask(SIG_SETMASK, old, nullptr); }
+  } restore{&old};
+  workers.emplace_back([this] { work(); });
 }
 
 void Supervisor::Impl::work() {
@@ -446,42 +458,26 @@ void Supervisor::Impl::work() {
   }
 }
 
-void Supervisor::Impl::run() {
-  std::vector<std::uint8_t> buf(std::max<std::size_t>(sizes.seccomp_notif, sizeof(seccomp_notif)));
-  pollfd fds[2] = {{stop_event.get(), POLLIN, 0}, {listener.get(), POLLIN, 0}};
-  for (;;) {
-    if (poll(fds, 2, -1) < 0) {
-      const int error = errno;
-      if (error == EINTR) continue;
-      note("poll", error);
-      return;
-    }
-    if (fds[0].revents != 0) return;
-    if (fds[1].revents & POLLIN) {
-      // seccomp_unotify(2): the buffer must be zeroed before SECCOMP_IOCTL_NOTIF_RECV.
-      std::fill(buf.begin(), buf.end(), std::uint8_t{0});
-      if (ioctl(listener.get(), SECCOMP_IOCTL_NOTIF_RECV, buf.data()) < 0) {
-        const int error = errno;
-        // ENOENT: the target was killed or its call interrupted before we received it.
-        if (error == ENOENT || error == EINTR) continue;
-        // Anything else would repeat forever. The notified calls now wait until the jail
-        // stops and closes the listener, when the kernel fails them with ENOSYS: closed.
-        note("SECCOMP_IOCTL_NOTIF_RECV", error);
-        return;
-      }
-      seccomp_notif n{};
-      std::memcpy(&n, buf.data(), sizeof n);
-      handle(n);
-    } else if (fds[1].revents & (POLLHUP | POLLERR | POLLNVAL)) {
-      fds[1].fd = -1;  // no task uses the filter any more; wait for stop()
-    }
+bool Supervisor::Impl::serve(short revents) {
+  if (!(revents & POLLIN)) return !(revents & (POLLHUP | POLLERR | POLLNVAL));
+  // seccomp_unotify(2): the buffer must be zeroed before SECCOMP_IOCTL_NOTIF_RECV.
+  std::fill(recv_buf.begin(), recv_buf.end(), std::uint8_t{0});
+  if (ioctl(listener.get(), SECCOMP_IOCTL_NOTIF_RECV, recv_buf.data()) < 0) {
+    const int error = errno;
+    // ENOENT: the target was killed or its call interrupted before we received it.
+    if (error == ENOENT || error == EINTR) return true;
+    // Anything else would repeat forever. The notified calls now wait until the jail stops
+    // and closes the listener, when the kernel fails them with ENOSYS: closed.
+    note("SECCOMP_IOCTL_NOTIF_RECV", error);
+    return false;
   }
+  seccomp_notif n{};
+  std::memcpy(&n, recv_buf.data(), sizeof n);
+  handle(n);
+  return true;
 }
 
 void Supervisor::Impl::stop() {
-  const std::uint64_t one = 1;
-  if (write(stop_event.get(), &one, sizeof one) < 0) note("write(eventfd)", errno);
-  if (loop.joinable()) loop.join();
   {
     std::lock_guard lock(mu);
     stopping = true;
@@ -500,27 +496,15 @@ Supervisor::Supervisor(int listener_fd, const Policy& policy, SupervisorOptions 
   // seccomp_unotify(2): the structures' sizes come from the running kernel.
   if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &impl_->sizes) < 0)
     throw std::system_error(errno, std::generic_category(), "seccomp(SECCOMP_GET_NOTIF_SIZES)");
-  const int efd = eventfd(0, EFD_CLOEXEC);
-  if (efd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
-  impl_->stop_event.reset(efd);
+  impl_->recv_buf.resize(std::max<std::size_t>(impl_->sizes.seccomp_notif, sizeof(seccomp_notif)));
 }
 
 Supervisor::~Supervisor() {
   if (impl_) impl_->stop();
 }
 
-void Supervisor::start() {
-  if (impl_->loop.joinable()) return;
-  // The threads start with every signal blocked, so the jail's signal forwarding (on its main
-  // thread) sees them all, and a worker's connect is never cut short by EINTR.
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
-  struct Restore {
-    sigset_t* old;
-    ~Restore() { pthread_sigmask(SIG_SETMASK, old, nullptr); }
-  } restore{&old};
-  impl_->loop = std::thread([this] { impl_->run(); });
-}
+int Supervisor::fd() const { return impl_->listener.get(); }
+
+bool Supervisor::serve(short revents) { return impl_->serve(revents); }
 
 }  // namespace jail

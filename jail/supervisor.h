@@ -25,14 +25,21 @@ struct SupervisorOptions {
 
 class Supervisor {
  public:
-  // Takes ownership of `listener_fd`. Throws std::system_error if the threads cannot start.
+  // Takes ownership of `listener_fd`. Throws std::system_error if the kernel's notification
+  // sizes cannot be read.
   Supervisor(int listener_fd, const Policy& policy, SupervisorOptions options);
-  ~Supervisor();  // stops the loop and the workers, closes the listener
+  ~Supervisor();  // stops the workers, closes the listener (pending calls then fail: ENOSYS)
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
-  // Starts serving notifications on a thread of its own and returns.
-  void start();
+  // The supervisor has no thread of its own: the caller polls fd() for POLLIN (with its other
+  // fds, as jail's main loop does) and calls serve() with the revents. Blocking connects are
+  // handed to worker threads, started on demand, so serve() never waits on the network.
+  int fd() const;
+  // Handles one notification when `revents` has POLLIN. Returns false once the listener is
+  // done (POLLHUP: no task uses the filter any more, or an error that would repeat): stop
+  // polling it.
+  bool serve(short revents);
 
  private:
   struct Impl;

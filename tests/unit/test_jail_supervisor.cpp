@@ -233,17 +233,22 @@ Run run_confined(const jail::Policy& policy, bool watch,
   if (listener) {
     supervisor = std::make_unique<jail::Supervisor>(
         listener.release(), policy, jail::SupervisorOptions{watch, log_fd.get(), 2});
-    supervisor->start();
+    // As jail's main loop does: one poll over the supervisor's listener and, here, the
+    // child's results.
     std::string pending;
+    bool serving = true;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kChildTimeoutMs);
     for (;;) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
-      pollfd p{results_read.get(), POLLIN, 0};
-      if (left.count() <= 0 || poll(&p, 1, static_cast<int>(left.count())) != 1) {
+      pollfd p[2] = {{results_read.get(), POLLIN, 0},
+                     {serving && supervisor ? supervisor->fd() : -1, POLLIN, 0}};
+      if (left.count() <= 0 || poll(p, 2, static_cast<int>(left.count())) < 1) {
         run.timed_out = true;
         break;
       }
+      if (p[1].revents != 0) serving = supervisor->serve(p[1].revents);
+      if (p[0].revents == 0) continue;
       char buf[512];
       const ssize_t n = read(results_read.get(), buf, sizeof buf);
       if (n <= 0) break;
