@@ -205,6 +205,11 @@ struct NftSocket::Impl : std::enable_shared_from_this<Impl> {
     const Clock::time_point at = Clock::now() + deadline;
     pending.emplace(first, Pending{batch.last_seq(), batch.size(), at, std::move(done)});
     deadlines.emplace(at, first);
+    // The ACKs are queued already (see above): reading them now completes the batch without
+    // arming the deadline timer or a trip through the reactor (a timerfd_settime, an
+    // epoll_ctl and an epoll_wait per answer). Over a socket that answers later, this finds
+    // nothing and the wait below takes over.
+    drain();
     arm_timer();
     arm_read();
   }

@@ -109,7 +109,7 @@ int run_batches(std::vector<dnsd::NftBatch> batches, milliseconds deadline) {
   const std::size_t in_flight = sock.in_flight();
   io.run();
   std::cout << "{\"batches\": " << n << ", \"handler_calls\": " << calls << ", \"ok\": " << ok
-            << ", \"max_in_flight\": " << in_flight << ", \"errors\": {";
+            << ", \"in_flight_after_sends\": " << in_flight << ", \"errors\": {";
   bool first = true;
   for (const auto& [e, count] : errors) {
     std::cout << (first ? "" : ", ") << "\"" << e << "\": " << count;
