@@ -241,9 +241,11 @@ struct NftSocket::Impl : std::enable_shared_from_this<Impl> {
                   });
   }
 
-  // Reads every datagram queued, without blocking.
+  // Reads queued datagrams, without blocking, until no batch waits for an ACK (the last
+  // read would only say EAGAIN) or the queue is empty. What stays queued (late ACKs of
+  // batches that timed out) is read, and ignored, before the next batch's ACKs.
   void drain() {
-    for (;;) {
+    while (!pending.empty()) {
       sockaddr_nl from{};
       iovec iov{rx.data(), rx.size()};
       msghdr msg{};
