@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include "common/rfc3339.h"
 
 namespace dnsd::chaos {
 
@@ -157,7 +158,7 @@ std::vector<std::string> policy_report(const PolicyFacts& f) {
   return {
       "source: " + f.source,
       "sha256: " + f.sha256,
-      "loaded: " + rfc3339_utc(f.loaded_at),
+      "loaded: " + egress::rfc3339_s(f.loaded_at),
       "exact names: " + std::to_string(f.exact),
       "wildcards: " + std::to_string(f.wildcards),
       "networks: " + std::to_string(f.networks4 + f.networks6) + " (" +
@@ -165,15 +166,6 @@ std::vector<std::string> policy_report(const PolicyFacts& f) {
       std::string("deny: ") + (f.deny == DenyMode::Refused ? "refused" : "nxdomain"),
       nft,
   };
-}
-
-std::string rfc3339_utc(std::chrono::system_clock::time_point t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[32];
-  const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return std::string(buf, n);
 }
 
 std::vector<std::uint8_t> reply(const dns::Query& q, std::span<const std::uint8_t> packet,

@@ -73,9 +73,6 @@ struct PolicyFacts {
 
 std::vector<std::string> policy_report(const PolicyFacts& f);
 
-// RFC 3339 in UTC to the second: "2026-11-22T07:00:00Z".
-std::string rfc3339_utc(std::chrono::system_clock::time_point t);
-
 // The reply to a query of class CH: gathers the facts from `allowlist`, `installer` (what it
 // installed, read from its memory: no netlink traffic) and `config` at `now`, and renders them
 // with dns::make_txt_reply (TC=1 when over `limit`).

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include "common/rfc3339.h"
 
 namespace dnsd {
 
@@ -52,18 +53,8 @@ void append_string_or_null(std::string& line, std::string_view key, std::string_
 }  // namespace
 
 void log_query(const QueryLogEntry& e) {
-  const auto now = std::chrono::system_clock::now();
-  const std::time_t secs = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char ts[64];
-  std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms.count()));
-
   std::string line = "{\"ts\":\"";
-  line += ts;
+  line += egress::rfc3339_ms(std::chrono::system_clock::now());
   line += '"';
   append_string_or_null(line, "client", e.client);
   append_string_or_null(line, "proto", e.proto);

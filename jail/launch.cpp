@@ -28,6 +28,7 @@
 #include <string_view>
 #include <utility>
 
+#include "common/rfc3339.h"
 #include "common/unique_fd.h"
 #include "jail/dns_pin.h"
 #include "jail/filter.h"
@@ -284,7 +285,7 @@ void report_start(const LaunchOptions& o, const ChildMsg& m, pid_t pid, const st
   if (m.landlock_scoped & LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET) scoped += "\"abstract_unix_socket\"";
   if (m.landlock_scoped & LANDLOCK_SCOPE_SIGNAL) scoped += scoped.empty() ? "\"signal\"" : ",\"signal\"";
   const std::string line =
-      "{\"event\":\"start\",\"time\":\"" + rfc3339_ms(std::chrono::system_clock::now()) +
+      "{\"event\":\"start\",\"time\":\"" + egress::rfc3339_ms(std::chrono::system_clock::now()) +
       "\",\"pid\":" + std::to_string(pid) +
       ",\"exe\":" + json_string(path) + ",\"policy\":" +
       json_string(o.policy.files.empty() ? "" : o.policy.files.back()) + ",\"dns\":" +

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include "common/rfc3339.h"
 
 namespace jail {
 
@@ -64,19 +65,6 @@ std::string family_json(int family) {
 
 }  // namespace
 
-std::string rfc3339_ms(std::chrono::system_clock::time_point t) {
-  using namespace std::chrono;
-  const auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count();
-  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];  // room for any int fields, so -Wformat-truncation has nothing to say
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
-}
-
 std::string json_string(std::string_view text) {
   std::string out = "\"";
   std::size_t i = 0;
@@ -109,7 +97,7 @@ std::string errno_name(int error) {
 }
 
 std::string format_violation(const Violation& v) {
-  std::string line = "{\"time\":\"" + rfc3339_ms(v.time) + "\"";
+  std::string line = "{\"time\":\"" + egress::rfc3339_ms(v.time) + "\"";
   line += ",\"pid\":" + std::to_string(v.pid);
   line += ",\"exe\":" + (v.exe ? json_string(capped(*v.exe, kMaxLoggedExe)) : "null");
   line += ",\"syscall\":\"";

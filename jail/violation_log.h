@@ -41,9 +41,6 @@ inline constexpr std::size_t kMaxLoggedRule = 80;      // ours, but a CIDR or nu
 // `text` as a JSON string literal (quotes included).
 std::string json_string(std::string_view text);
 
-// RFC 3339 UTC with milliseconds, "2026-12-01T13:03:18.123Z" (the lines' "time").
-std::string rfc3339_ms(std::chrono::system_clock::time_point t);
-
 // One line, '\n'-terminated.
 std::string format_violation(const Violation& v);
 

@@ -8,6 +8,7 @@
 
 #include "common/config_error.h"
 #include "common/dns_wire.h"
+#include "common/rfc3339.h"
 #include "common/sha256.h"
 #include "dnsd/allowlist.h"
 #include "dnsd/chaos.h"
@@ -265,8 +266,8 @@ TEST_CASE("chaos: why_report for a denied name says why and what clients get") {
 }
 
 TEST_CASE("chaos: policy_report and RFC 3339 times") {
-  CHECK(chaos::rfc3339_utc(std::chrono::system_clock::time_point{}) == "1970-01-01T00:00:00Z");
-  CHECK(chaos::rfc3339_utc(std::chrono::system_clock::time_point{1'000'000'000s}) ==
+  CHECK(egress::rfc3339_s(std::chrono::system_clock::time_point{}) == "1970-01-01T00:00:00Z");
+  CHECK(egress::rfc3339_s(std::chrono::system_clock::time_point{1'000'000'000s}) ==
         "2001-09-09T01:46:40Z");
   chaos::PolicyFacts f;
   f.source = "/etc/egress/allowlist.yaml";
