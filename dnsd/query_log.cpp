@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include "common/json.h"
 #include "common/rfc3339.h"
 
 namespace dnsd {
@@ -16,25 +17,6 @@ std::string_view rcode_name(std::uint16_t rcode) {
   return "RCODE";
 }
 
-std::string json_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20 || u >= 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", u);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 namespace {
 
 void append_string_or_null(std::string& line, std::string_view key, std::string_view v) {
@@ -44,9 +26,7 @@ void append_string_or_null(std::string& line, std::string_view key, std::string_
   if (v.empty()) {
     line += "null";
   } else {
-    line += '"';
-    line += json_escape(v);
-    line += '"';
+    line += egress::json_string(v);
   }
 }
 

@@ -30,7 +30,4 @@ void log_query(const QueryLogEntry& e);
 // "NOERROR", "NXDOMAIN", ... ("RCODE23" for others).
 std::string_view rcode_name(std::uint16_t rcode);
 
-// `s` with '"', '\\' and control characters escaped for a JSON string.
-std::string json_escape(std::string_view s);
-
 }  // namespace dnsd

@@ -28,6 +28,7 @@
 #include <string_view>
 #include <utility>
 
+#include "common/json.h"
 #include "common/rfc3339.h"
 #include "common/unique_fd.h"
 #include "jail/dns_pin.h"
@@ -287,10 +288,10 @@ void report_start(const LaunchOptions& o, const ChildMsg& m, pid_t pid, const st
   const std::string line =
       "{\"event\":\"start\",\"time\":\"" + egress::rfc3339_ms(std::chrono::system_clock::now()) +
       "\",\"pid\":" + std::to_string(pid) +
-      ",\"exe\":" + json_string(path) + ",\"policy\":" +
-      json_string(o.policy.files.empty() ? "" : o.policy.files.back()) + ",\"dns\":" +
-      json_string(o.dns) + ",\"dns_mode\":\"" + dns_mode + "\",\"resolv_conf\":" +
-      json_string(m.dns_target) + ",\"landlock_abi\":" + std::to_string(m.landlock_abi) +
+      ",\"exe\":" + egress::json_string(path) + ",\"policy\":" +
+      egress::json_string(o.policy.files.empty() ? "" : o.policy.files.back()) + ",\"dns\":" +
+      egress::json_string(o.dns) + ",\"dns_mode\":\"" + dns_mode + "\",\"resolv_conf\":" +
+      egress::json_string(m.dns_target) + ",\"landlock_abi\":" + std::to_string(m.landlock_abi) +
       ",\"landlock_scoped\":[" + scoped + "],\"landlock_tcp_connect_supervised\":" +
       ((m.landlock_net & LANDLOCK_ACCESS_NET_CONNECT_TCP) ? "true" : "false") +
       ",\"bounding_set_cleared\":" +

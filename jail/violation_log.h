@@ -38,9 +38,6 @@ inline constexpr std::size_t kMaxLoggedExe = 256;
 inline constexpr std::size_t kMaxLoggedAddress = 110;  // sun_path is 108
 inline constexpr std::size_t kMaxLoggedRule = 80;      // ours, but a CIDR or number inside
 
-// `text` as a JSON string literal (quotes included).
-std::string json_string(std::string_view text);
-
 // One line, '\n'-terminated.
 std::string format_violation(const Violation& v);
 

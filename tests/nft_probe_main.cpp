@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/cidr.h"
+#include "common/json.h"
 #include "dnsd/nft_netlink.h"
 #include "dnsd/nft_table.h"
 
@@ -35,23 +36,6 @@ namespace {
 using dnsd::NftAddress;
 using dnsd::SetElement;
 using std::chrono::milliseconds;
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "nft_selftest: " << why << "\n";
@@ -116,7 +100,7 @@ int run_batches(std::vector<dnsd::NftBatch> batches, milliseconds deadline) {
     first = false;
   }
   std::cout << "}";
-  if (!first_error.empty()) std::cout << ", \"message\": " << json_string(first_error);
+  if (!first_error.empty()) std::cout << ", \"message\": " << egress::json_string(first_error);
   std::cout << "}\n";
   return ok == n && calls == n ? 0 : 1;
 }
@@ -158,7 +142,7 @@ int main(int argc, char** argv) {
       std::cout << "{\"created_table\": " << (r.created_table ? "true" : "false")
                 << ", \"created_sets\": [";
       for (std::size_t k = 0; k < r.created_sets.size(); ++k) {
-        std::cout << (k ? ", " : "") << json_string(r.created_sets[k]);
+        std::cout << (k ? ", " : "") << egress::json_string(r.created_sets[k]);
       }
       std::cout << "], \"created_chain\": " << (r.created_chain ? "true" : "false")
                 << ", \"replaced_rules\": " << (r.replaced_rules ? "true" : "false") << "}\n";
@@ -177,7 +161,7 @@ int main(int argc, char** argv) {
       std::cout << "{\"elements\": [";
       bool first = true;
       for (const SetElement& e : dnsd::list_elements(spec)) {
-        std::cout << (first ? "" : ", ") << "{\"addr\": " << json_string(address_text(e.address))
+        std::cout << (first ? "" : ", ") << "{\"addr\": " << egress::json_string(address_text(e.address))
                   << ", \"timeout_ms\": " << e.timeout.count()
                   << ", \"expires_ms\": " << e.expires.count() << "}";
         first = false;
@@ -258,7 +242,7 @@ int main(int argc, char** argv) {
     }
     usage("unknown command " + cmd);
   } catch (const std::exception& e) {
-    std::cout << "{\"exception\": " << json_string(e.what()) << "}\n";
+    std::cout << "{\"exception\": " << egress::json_string(e.what()) << "}\n";
     return 1;
   }
 }
