@@ -219,6 +219,7 @@ struct NftSocket::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void complete(std::map<std::uint32_t, Pending>::iterator it, std::error_code ec) {
+    if (ec) read_to_end = true;  // its remaining ACKs, if any, are read and dropped
     deadlines.erase({it->second.deadline, it->first});
     Handler done(std::move(it->second.done));
     pending.erase(it);
@@ -242,10 +243,12 @@ struct NftSocket::Impl : std::enable_shared_from_this<Impl> {
   }
 
   // Reads queued datagrams, without blocking, until no batch waits for an ACK (the last
-  // read would only say EAGAIN) or the queue is empty. What stays queued (late ACKs of
-  // batches that timed out) is read, and ignored, before the next batch's ACKs.
+  // read would only say EAGAIN) or the queue is empty. After a batch failed or timed out,
+  // its other ACKs may still come (nfnetlink acknowledges every message of an aborted batch):
+  // then the queue is read to the end, so they never pile up against the receive buffer; a
+  // late one still queued is read, and ignored, before the next batch's ACKs.
   void drain() {
-    while (!pending.empty()) {
+    while (!pending.empty() || read_to_end) {
       sockaddr_nl from{};
       iovec iov{rx.data(), rx.size()};
       msghdr msg{};
@@ -257,7 +260,10 @@ struct NftSocket::Impl : std::enable_shared_from_this<Impl> {
       if (n < 0) {
         const int e = errno;
         if (e == EINTR) continue;
-        if (e == EAGAIN || e == EWOULDBLOCK) return;
+        if (e == EAGAIN || e == EWOULDBLOCK) {
+          read_to_end = false;
+          return;
+        }
         // ENOBUFS: the queue overflowed and ACKs were dropped (netlink(7)); which ones is
         // unknown, so every pending batch fails rather than wait for an ACK that is gone.
         fail_all(errno_code(e));
@@ -317,6 +323,7 @@ struct NftSocket::Impl : std::enable_shared_from_this<Impl> {
   bool netlink = false;  // check that datagrams come from the kernel
   bool reading = false;
   bool closed = false;
+  bool read_to_end = false;  // a batch failed: drain() reads until EAGAIN (see there)
   std::optional<Clock::time_point> timer_at;
   std::uint32_t next_seq = 1;
   std::map<std::uint32_t, Pending> pending;                         // by first sequence number

@@ -256,7 +256,8 @@ int wait_child(int pidfd) {
   return exit_status_for_child(info.si_code, info.si_status);
 }
 
-// Kills the child (it has not reached execve) and reaps it.
+// Kills the child and reaps it. The program may have started (the child execs before jail
+// reads its messages); none of its network calls went through without the supervisor.
 void abandon_child(int pidfd) {
   syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
   wait_child(pidfd);
@@ -454,13 +455,18 @@ int run(const LaunchOptions& o) {
   argv.push_back(nullptr);
 
   // Signals are blocked before clone and read from a signalfd: none is lost between clone and
-  // the loop (the connect workers block them all, jail/supervisor.cpp).
+  // the loop (the connect workers block them all, jail/supervisor.cpp). SIGPIPE is blocked
+  // too but not read: a log line written to a pipe whose reader has gone fails with EPIPE
+  // instead of killing jail (and with it the program). The child restores the old mask before
+  // execve, so the program starts with the signal mask jail was given.
   sigset_t mask;
   sigemptyset(&mask);
   for (const int sig : kForwarded) sigaddset(&mask, sig);
   sigaddset(&mask, SIGCHLD);
+  sigset_t blocked = mask;
+  sigaddset(&blocked, SIGPIPE);
   sigset_t old_mask;
-  if (sigprocmask(SIG_BLOCK, &mask, &old_mask) != 0) {
+  if (sigprocmask(SIG_BLOCK, &blocked, &old_mask) != 0) {
     std::fprintf(stderr, "jail: sigprocmask: %s\n", std::strerror(errno));
     return kExitJailFailure;
   }
@@ -538,7 +544,7 @@ int run(const LaunchOptions& o) {
   std::unique_ptr<Supervisor> supervisor;
   if (listener) {
     try {
-      supervisor = std::make_unique<Supervisor>(listener.release(), o.policy, o.supervisor);
+      supervisor = std::make_unique<Supervisor>(std::move(listener), o.policy, o.supervisor);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "jail: supervisor: %s\n", e.what());
       abandon_child(pidfd.get());

@@ -213,8 +213,8 @@ struct Supervisor::Impl {
   bool stopping = false;        // guarded by mu
   std::size_t idle = 0;         // workers waiting for a call; guarded by mu
 
-  Impl(int fd, const Policy& p, SupervisorOptions o)
-      : listener(fd), policy(p), options(o), log(o.log_fd) {}
+  Impl(egress::UniqueFd fd, const Policy& p, SupervisorOptions o)
+      : listener(std::move(fd)), policy(p), options(o), log(o.log_fd) {}
 
   bool serve(short revents);
   void handle(const seccomp_notif& n);
@@ -389,6 +389,12 @@ void Supervisor::Impl::dispatch(Call call, const SocketInfo& info) {
   const bool dontwait =
       call.syscall == NetSyscall::sendto && (call.flags & MSG_DONTWAIT) != 0;
   if (info.nonblocking || dontwait || info.type == SOCK_DGRAM) {
+    // The file description's O_NONBLOCK is shared with the session, which could clear it
+    // after socket_info() read it: a send the caller made non-blocking stays so whatever
+    // happens to the flag (MSG_DONTWAIT), so this loop, which also forwards jail's signals,
+    // cannot be held by a peer that stops reading. (A connect has no such flag: README,
+    // "Limits".)
+    if (call.syscall == NetSyscall::sendto && info.nonblocking) call.flags |= MSG_DONTWAIT;
     send(call.id, perform(call));  // returns at once (EINPROGRESS, EAGAIN) or never blocks
     return;
   }
@@ -466,9 +472,11 @@ bool Supervisor::Impl::serve(short revents) {
     const int error = errno;
     // ENOENT: the target was killed or its call interrupted before we received it.
     if (error == ENOENT || error == EINTR) return true;
-    // Anything else would repeat forever. The notified calls now wait until the jail stops
-    // and closes the listener, when the kernel fails them with ENOSYS: closed.
+    // Anything else would repeat forever. Closing the listener makes the kernel fail every
+    // notified call with ENOSYS (closed); the workers, which answer on it, are stopped first.
     note("SECCOMP_IOCTL_NOTIF_RECV", error);
+    stop();
+    listener.reset();
     return false;
   }
   seccomp_notif n{};
@@ -483,7 +491,8 @@ void Supervisor::Impl::stop() {
     stopping = true;
     queue.clear();
     // A blocking connect can take minutes (SYN retries). shutdown(2) on a connecting TCP
-    // socket aborts it, so the workers can be joined now; this runs only when the jail ends.
+    // socket aborts it, so the workers can be joined now; this runs when the jail ends (or
+    // the listener failed). Queued calls get no answer: closing the listener fails them.
     for (const int fd : in_flight) shutdown(fd, SHUT_RDWR);
   }
   wake.notify_all();
@@ -491,8 +500,8 @@ void Supervisor::Impl::stop() {
   workers.clear();
 }
 
-Supervisor::Supervisor(int listener_fd, const Policy& policy, SupervisorOptions options)
-    : impl_(std::make_unique<Impl>(listener_fd, policy, options)) {
+Supervisor::Supervisor(egress::UniqueFd listener, const Policy& policy, SupervisorOptions options)
+    : impl_(std::make_unique<Impl>(std::move(listener), policy, options)) {
   // seccomp_unotify(2): the structures' sizes come from the running kernel.
   if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &impl_->sizes) < 0)
     throw std::system_error(errno, std::generic_category(), "seccomp(SECCOMP_GET_NOTIF_SIZES)");

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "common/unique_fd.h"
 #include "jail/policy.h"
 
 namespace jail {
@@ -25,9 +26,9 @@ struct SupervisorOptions {
 
 class Supervisor {
  public:
-  // Takes ownership of `listener_fd`. Throws std::system_error if the kernel's notification
-  // sizes cannot be read.
-  Supervisor(int listener_fd, const Policy& policy, SupervisorOptions options);
+  // Serves `listener`. Throws std::system_error if the kernel's notification sizes cannot be
+  // read.
+  Supervisor(egress::UniqueFd listener, const Policy& policy, SupervisorOptions options);
   ~Supervisor();  // stops the workers, closes the listener (pending calls then fail: ENOSYS)
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
@@ -37,8 +38,9 @@ class Supervisor {
   // handed to worker threads, started on demand, so serve() never waits on the network.
   int fd() const;
   // Handles one notification when `revents` has POLLIN. Returns false once the listener is
-  // done (POLLHUP: no task uses the filter any more, or an error that would repeat): stop
-  // polling it.
+  // done: POLLHUP (no task uses the filter any more), or an error that would repeat, after
+  // which the supervisor stops its workers and closes the listener, so the kernel fails every
+  // notified call with ENOSYS (closed, not open). Stop polling it then.
   bool serve(short revents);
 
  private:

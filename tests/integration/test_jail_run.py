@@ -116,6 +116,25 @@ class TestExitStatus(JailCase):
                 r = self.jail(["sh", "-c", f"kill -{int(sig)} $$"])
                 self.assertEqual(r.returncode, 128 + int(sig), r.stderr)
 
+    def test_a_denial_logged_to_a_gone_reader_does_not_kill_jail(self):
+        # jail's stderr (the default log) is a pipe whose reader has gone. Writing the denial
+        # line fails with EPIPE; jail must not die of SIGPIPE (taking the program with it) but
+        # return the program's own status. 169.254.0.0/16 is denied by the default policy
+        # before any packet is sent.
+        prog = ("import socket, sys\n"
+                "try:\n"
+                "    socket.socket().connect(('169.254.1.1', 80))\n"
+                "except OSError as e:\n"
+                "    sys.exit(7 if e.errno == 13 else 3)\n")
+        r, w = os.pipe()
+        os.close(r)
+        try:
+            result = self.jail(["python3", "-c", prog], capture_output=False,
+                               stdout=subprocess.DEVNULL, stderr=w)
+        finally:
+            os.close(w)
+        self.assertEqual(result.returncode, 7)
+
     def test_not_found_127(self):
         r = self.jail(["no-such-program-for-jail"])
         self.assertJailFails(r, 127, r"^jail: no-such-program-for-jail: command not found$")

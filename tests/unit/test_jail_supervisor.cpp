@@ -232,7 +232,7 @@ Run run_confined(const jail::Policy& policy, bool watch,
   std::unique_ptr<jail::Supervisor> supervisor;
   if (listener) {
     supervisor = std::make_unique<jail::Supervisor>(
-        listener.release(), policy, jail::SupervisorOptions{watch, log_fd.get(), 2});
+        std::move(listener), policy, jail::SupervisorOptions{watch, log_fd.get(), 2});
     // As jail's main loop does: one poll over the supervisor's listener and, here, the
     // child's results.
     std::string pending;

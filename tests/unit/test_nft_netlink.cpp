@@ -5,6 +5,8 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
 #include <poll.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -113,6 +115,13 @@ class FakeKernel {
   }
   void raw(const void* data, std::size_t len) {
     REQUIRE(::send(theirs_, data, len, 0) == static_cast<ssize_t>(len));
+  }
+  // Bytes sent to NftSocket that it has not read yet (unix(7) SIOCOUTQ: a datagram stays
+  // charged to the sender until the receiver takes it).
+  int unread() const {
+    int n = -1;
+    REQUIRE(::ioctl(theirs_, SIOCOUTQ, &n) == 0);
+    return n;
   }
 
  private:
@@ -255,6 +264,25 @@ TEST_CASE("the kernel's errno fails the batch at once; its later ACKs are ignore
   k.ack(second->seqs.front(), EINVAL);
   run_until(io, [&] { return calls.results.size() == 2; });
   CHECK(calls.results[1] == std::errc::invalid_argument);
+}
+
+TEST_CASE("after a failed batch, its other ACKs are read at once, not left queued") {
+  asio::io_context io;
+  FakeKernel k;
+  NftSocket sock(io, k.give_socket(), {});
+  Calls calls;
+  sock.send(batch_of(3), milliseconds(5000), calls.handler());
+  const auto got = k.read_batch();
+  REQUIRE(got);
+  // nfnetlink acknowledges every message of an aborted batch, all queued together.
+  k.ack(got->seqs[1], EEXIST);
+  k.ack(got->seqs[2]);
+  k.ack(got->seqs[3]);
+  run_until(io, [&] { return !calls.results.empty(); });
+  settle(io);
+  REQUIRE(calls.results.size() == 1);
+  CHECK(calls.results[0] == std::errc::file_exists);
+  CHECK(k.unread() == 0);  // nothing waits in the receive buffer for the next batch
 }
 
 TEST_CASE("no ACK by the deadline: timed_out, and a late ACK is ignored") {
