@@ -18,6 +18,7 @@
 #include "jail/dns_pin.h"
 #include "jail/landlock.h"
 #include "jail/launch.h"
+#include "temp_dir.h"
 #include "jail/missing_defs.h"
 #include "jail/privs.h"
 #include "jail/seccomp_load.h"
@@ -30,31 +31,20 @@ namespace fs = std::filesystem;
 // A temp directory with a few files for PATH lookups, removed afterwards.
 class BinDir {
  public:
-  BinDir() {
-    std::string tmpl = (fs::temp_directory_path() / "jail-launch-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~BinDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
   std::string file(const std::string& rel, mode_t mode) const {
-    const std::string p = path_ + "/" + rel;
-    fs::create_directories(fs::path(p).parent_path());
-    std::ofstream(p) << "#!/bin/sh\nexit 0\n";
+    const std::string p = dir_.write(rel, "#!/bin/sh\nexit 0\n");
     REQUIRE(chmod(p.c_str(), mode) == 0);
     return p;
   }
   std::string dir(const std::string& rel) const {
-    const std::string p = path_ + "/" + rel;
+    const std::string p = path() + "/" + rel;
     fs::create_directories(p);
     return p;
   }
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return dir_.path(); }
 
  private:
-  std::string path_;
+  egress_test::TempDir dir_{"jail-launch"};
 };
 
 }  // namespace

@@ -10,34 +10,14 @@
 
 #include "common/config_error.h"
 #include "jail/policy.h"
+#include "temp_dir.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
 // A directory of policy files for one test, removed afterwards.
-class PolicyDir {
- public:
-  PolicyDir() {
-    std::string tmpl = (fs::temp_directory_path() / "jail-policy-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~PolicyDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string write(const std::string& name, const std::string& text) const {
-    const fs::path p = fs::path(path_) / name;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p) << text;
-    return p.string();
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using PolicyDir = egress_test::TempDir;
 
 // The ConfigError text for loading `ref`, with the directory replaced by "DIR".
 std::string error_of(const PolicyDir& dir, const std::string& ref) {
