@@ -209,8 +209,11 @@ std::variant<DnsPinned, StepError> pin_dns(const std::string& dns, const char* r
     if (!fd) return step_error("open(hidden)", errno);
   }
   for (const char* sock : kHostResolverSockets) {
+    // Absent: nothing to hide. One stat(2) says so; realpath(3) would readlink each component.
+    struct stat st{};
+    if (stat(sock, &st) != 0) continue;
     char real[PATH_MAX];
-    if (!realpath(sock, real)) continue;  // absent: nothing to hide
+    if (!realpath(sock, real)) continue;
     if (mount(empty.c_str(), real, nullptr, MS_BIND, nullptr) != 0)
       return step_error(std::string("mount(MS_BIND over ") + real + ")", errno);
     if (mount(nullptr, real, nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0)
