@@ -49,16 +49,6 @@ namespace {
 // Signals jail passes on to the program (the issue's list plus SIGQUIT and SIGUSR1/2).
 constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH, SIGQUIT, SIGUSR1, SIGUSR2};
 
-Arch host_arch() {
-#if defined(__x86_64__)
-  return kX86_64;
-#elif defined(__aarch64__)
-  return kAarch64;
-#else
-#error "jail supports x86_64 and aarch64"
-#endif
-}
-
 // Child -> parent, one SOCK_SEQPACKET message each: `ready` (with the listener fd as
 // SCM_RIGHTS when there is one) after confinement, or `error` for a failed step (instead of
 // `ready`) or a failed execve (after it). A successful execve closes the CLOEXEC socket: EOF.
@@ -290,7 +280,8 @@ void report_start(const LaunchOptions& o, const ChildMsg& m, pid_t pid, const st
       "{\"event\":\"start\",\"time\":\"" + egress::rfc3339_ms(std::chrono::system_clock::now()) +
       "\",\"pid\":" + std::to_string(pid) +
       ",\"exe\":" + egress::json_string(path) + ",\"policy\":" +
-      egress::json_string(o.policy.files.empty() ? "" : o.policy.files.back()) + ",\"dns\":" +
+      egress::json_string(o.policy.files.empty() ? "" : o.policy.files.back()) +
+      ",\"precompiled\":" + (o.bpf.empty() ? "false" : "true") + ",\"dns\":" +
       egress::json_string(o.dns) + ",\"dns_mode\":\"" + dns_mode + "\",\"resolv_conf\":" +
       egress::json_string(m.dns_target) + ",\"landlock_abi\":" + std::to_string(m.landlock_abi) +
       ",\"landlock_scoped\":[" + scoped + "],\"landlock_tcp_connect_supervised\":" +
@@ -442,13 +433,17 @@ int run(const LaunchOptions& o) {
     return exit_status_for_exec_errno(prog.err);
   }
 
-  std::vector<std::uint8_t> bpf;
-  try {
-    bpf = compile_filter(o.policy, host_arch()).bpf();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "jail: seccomp filter: %s\n", e.what());
-    return kExitJailFailure;
+  // The filter: precompiled (jail/compiled_policy.h) or built here from the policy.
+  std::vector<std::uint8_t> built;
+  if (o.bpf.empty()) {
+    try {
+      built = compile_filter(o.policy, kHostArch).bpf();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "jail: seccomp filter: %s\n", e.what());
+      return kExitJailFailure;
+    }
   }
+  const std::vector<std::uint8_t>& bpf = o.bpf.empty() ? built : o.bpf;
   std::vector<char*> argv;
   argv.reserve(o.argv.size() + 1);
   for (const std::string& s : o.argv) argv.push_back(const_cast<char*>(s.c_str()));

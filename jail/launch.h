@@ -3,6 +3,7 @@
 // confined process").
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <variant>
 #include <vector>
@@ -45,6 +46,7 @@ std::string lookup_message(const std::string& name, const Resolved& r);
 
 struct LaunchOptions {
   Policy policy;
+  std::vector<std::uint8_t> bpf;   // the policy's filter, precompiled; empty: built by run()
   std::string dns;                 // the sidecar's address (already validated)
   std::vector<std::string> argv;   // PROGRAM [ARGS...]
   SupervisorOptions supervisor;    // watch and log_fd

@@ -14,6 +14,7 @@
 
 #include "common/config_error.h"
 #include "common/unique_fd.h"
+#include "jail/compiled_policy.h"
 #include "jail/filter.h"
 #include "jail/launch.h"
 #include "jail/policy.h"
@@ -29,21 +30,21 @@ constexpr const char* kDefaultDns = "127.0.0.1";
 #define EGRESS_JAIL_POLICY_DIR "/etc/egress/jail"
 #endif
 
-jail::Arch host_arch() {
-#if defined(__x86_64__)
-  return jail::kX86_64;
-#elif defined(__aarch64__)
-  return jail::kAarch64;
-#else
-#error "jail supports x86_64 and aarch64"
-#endif
+// One line on the compiled file next to `file`, when there is one.
+void report_compiled(const std::string& file, const std::string& dir) {
+  const jail::Precompiled pre = jail::load_compiled(file, dir);
+  if (pre.image)
+    std::printf("%s: current\n", pre.path.c_str());
+  else if (!pre.why_not.empty())
+    std::printf("%s: not used: %s\n", pre.path.c_str(), pre.why_not.c_str());
 }
 
-int check_policy(const std::string& file, const std::string& dir, bool dump) {
-  const jail::Policy policy = jail::load_policy(file, dir);
-  const jail::Filter filter = jail::compile_filter(policy, host_arch());
+int check_policy(const std::string& ref, const std::string& dir, bool dump) {
+  const jail::Policy policy = jail::load_policy(ref, dir);
+  const jail::Filter filter = jail::compile_filter(policy, jail::kHostArch);
   if (!dump) {
-    std::printf("%s: ok\n", file.c_str());
+    std::printf("%s: ok\n", ref.c_str());
+    report_compiled(policy.files.back(), dir);
     return 0;
   }
   std::printf("%s", jail::dump_policy(policy).c_str());
@@ -51,11 +52,29 @@ int check_policy(const std::string& file, const std::string& dir, bool dump) {
   return 0;
 }
 
+// The policy and its filter: from the compiled file when it is current, else from the YAML.
+void load(const std::string& ref, const std::string& dir, bool verbose,
+          jail::LaunchOptions& options) {
+  const std::string file = jail::policy_path(ref, dir);
+  jail::Precompiled pre = jail::load_compiled(file, dir);
+  if (pre.image) {
+    options.policy = std::move(pre.image->policy);
+    options.bpf = std::move(pre.image->bpf);
+    if (verbose) std::fprintf(stderr, "jail: policy %s: precompiled (%s)\n", file.c_str(), pre.path.c_str());
+    return;
+  }
+  if (verbose && !pre.why_not.empty())
+    std::fprintf(stderr, "jail: policy %s: %s not used: %s\n", file.c_str(), pre.path.c_str(),
+                 pre.why_not.c_str());
+  options.policy = jail::load_policy(ref, dir);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"jail: run a program under the session's seccomp and network policy"};
   std::optional<std::string> check;
+  std::optional<std::string> compile;
   bool dump = false;
   std::string policy = "default";
   std::string dir = EGRESS_JAIL_POLICY_DIR;
@@ -65,6 +84,9 @@ int main(int argc, char** argv) {
   bool watch = false;
   bool verbose = false;
   app.add_option("--check-policy", check, "validate a policy FILE or NAME and exit");
+  app.add_option("--compile-policy", compile,
+                 "write FILE.compiled next to the policy FILE or NAME (its filter and merged "
+                 "policy, used while they match) and exit");
   app.add_flag("--dump", dump, "with --check-policy: print the effective policy and filter");
   app.add_option("--policy", policy, "policy FILE or NAME")->capture_default_str();
   app.add_option("--policies-dir", dir, "where policy NAMEs are looked up")->capture_default_str();
@@ -86,6 +108,10 @@ int main(int argc, char** argv) {
   }
   try {
     if (check) return check_policy(*check, dir, dump);
+    if (compile) {
+      std::printf("%s: written\n", jail::write_compiled(*compile, dir).c_str());
+      return 0;
+    }
     if (dump) {
       std::fprintf(stderr, "jail: --dump needs --check-policy FILE\n");
       return kExitJailFailure;
@@ -95,7 +121,7 @@ int main(int argc, char** argv) {
       return kExitJailFailure;
     }
     jail::LaunchOptions options;
-    options.policy = jail::load_policy(policy, dir);  // a bad policy is reported first
+    load(policy, dir, verbose, options);  // a bad policy is reported first
     options.dns = dns ? *dns : options.policy.network.dns.empty() ? kDefaultDns
                                                                    : options.policy.network.dns;
     unsigned char addr[16];

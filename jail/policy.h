@@ -65,8 +65,16 @@ struct Policy {
   OnViolation on_violation = OnViolation::errno_return;
 };
 
-// `ref` is a NAME (looked up in policies_dir) or a PATH.
-Policy load_policy(const std::string& ref, const std::string& policies_dir);
+// The file `ref` names: policies_dir/NAME.yaml for a NAME, else the PATH as given.
+std::string policy_path(const std::string& ref, const std::string& policies_dir);
+
+// `ref` is a NAME (looked up in policies_dir) or a PATH. With `texts`, each file's contents as
+// read, in the order of Policy::files.
+Policy load_policy(const std::string& ref, const std::string& policies_dir,
+                   std::vector<std::string>* texts = nullptr);
+
+// True for an errno that `syscalls.errno` may name (EPERM, EACCES, ENOSYS).
+bool is_policy_errno(int value);
 
 // The effective policy as YAML that load_policy accepts again (no `extends`).
 std::string dump_policy(const Policy& policy);

@@ -16,6 +16,15 @@ enum Arch : std::uint8_t {
 };
 inline constexpr std::uint8_t kAllArches = kX86_64 | kAarch64;
 
+// The architecture this jail runs on: the only one whose filter it loads.
+#if defined(__x86_64__)
+inline constexpr Arch kHostArch = kX86_64;
+#elif defined(__aarch64__)
+inline constexpr Arch kHostArch = kAarch64;
+#else
+#error "jail supports x86_64 and aarch64"
+#endif
+
 // What the `default` policy does with the syscall.
 enum class Action : std::uint8_t {
   allow,   // listed for an argument rule or for the record; no blanket decision

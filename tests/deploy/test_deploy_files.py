@@ -169,6 +169,32 @@ class TestDockerfiles(unittest.TestCase):
             self.assertTrue(p.read_text().strip(), p)
         self.assertTrue((REPO / "policies/jail/default.yaml").exists())
 
+    def test_session_image_compiles_the_policies_it_ships(self):
+        runs = " ".join(self.stages("Dockerfile.session")[-1].args("RUN"))
+        shipped = sorted(p.stem for p in (REPO / "policies/jail").glob("*.yaml"))
+        m = re.search(r"for p in ([\w ]+); do\s+/usr/local/bin/jail --policies-dir "
+                      r"/etc/egress/jail --compile-policy \"\$p\"", runs)
+        self.assertIsNotNone(m, runs)
+        self.assertEqual(sorted(m.group(1).split()), shipped)
+        # What that RUN does, with the built jail on a copy of the policies: each compiled file
+        # is one the same jail then uses.
+        binary = os.environ.get("JAIL", "")
+        if not binary or not os.path.exists(binary):
+            if ci():
+                self.fail(f"JAIL={binary!r} not built")
+            self.skipTest(f"JAIL not built ({binary!r})")
+        with tempfile.TemporaryDirectory() as d:
+            for p in shipped:
+                (Path(d) / f"{p}.yaml").write_bytes((REPO / f"policies/jail/{p}.yaml").read_bytes())
+            for p in shipped:
+                r = subprocess.run([binary, "--policies-dir", d, "--compile-policy", p],
+                                   capture_output=True, text=True)
+                self.assertEqual((r.returncode, r.stdout), (0, f"{d}/{p}.yaml.compiled: written\n"),
+                                 r.stderr)
+                r = subprocess.run([binary, "--policies-dir", d, "--check-policy", p],
+                                   capture_output=True, text=True)
+                self.assertEqual(r.stdout, f"{p}: ok\n{d}/{p}.yaml.compiled: current\n", r.stderr)
+
     def test_runtime_stage_has_every_library_the_binary_needs(self):
         for env, name in (("DNSD", "Dockerfile.dnsd"), ("JAIL", "Dockerfile.session")):
             with self.subTest(binary=env):

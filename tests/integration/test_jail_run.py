@@ -384,6 +384,81 @@ class TestConnectOff(JailCase):
         self.assertIn("seccomp without supervisor (connect: off)", one_line(r.stderr))
 
 
+class TestCompiledPolicy(JailCase):
+    """`jail --compile-policy`: the compiled file is what runs while it matches the YAML, and the
+    YAML is what runs once it does not (jail/compiled_policy.h)."""
+
+    def policies(self, site: str) -> Path:
+        d = self.tmpdir(0o755)
+        shutil.copy(REPO / "policies/jail/default.yaml", d / "default.yaml")
+        (d / "site.yaml").write_text(site)
+        return d
+
+    def compile(self, d: Path, name: str = "site"):
+        r = subprocess.run([JAIL, "--policies-dir", str(d), "--compile-policy", name],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual((r.returncode, r.stdout), (0, f"{d}/{name}.yaml.compiled: written\n"),
+                         r.stderr)
+
+    def uname(self, d: Path, *extra):
+        return self.jail(["uname", "-s"], policy="site",
+                         args=["--policies-dir", str(d), "-v", *extra])
+
+    def test_the_compiled_filter_is_the_one_enforced(self):
+        d = self.policies("extends: default\nsyscalls:\n  deny: [uname]\n")
+        self.compile(d)
+        log = self.tmpdir() / "jail.log"
+        r = self.uname(d, "--log", str(log))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"jail: policy {d}/site.yaml: precompiled ({d}/site.yaml.compiled)",
+                      r.stderr)
+        self.assertIn("Operation not permitted", r.stderr)
+        start = [json.loads(x) for x in log.read_text().splitlines()][0]
+        self.assertEqual((start["event"], start["precompiled"], start["policy"]),
+                         ("start", True, f"{d}/site.yaml"))
+
+    def test_a_stale_compiled_file_is_not_used_either_way(self):
+        # Compiled with uname denied, then the site file allows it again: the YAML decides.
+        d = self.policies("extends: default\nsyscalls:\n  deny: [uname]\n")
+        self.compile(d)
+        (d / "site.yaml").write_text("extends: default\n")
+        r = self.uname(d)
+        self.assertEqual((r.returncode, r.stdout), (0, "Linux\n"), r.stderr)
+        self.assertIn(f"site.yaml.compiled not used: {d}/site.yaml changed since it was "
+                      "compiled", r.stderr)
+        # Compiled with uname allowed, then the parent file (not the one named) denies it.
+        d = self.policies("extends: default\n")
+        self.compile(d)
+        r = self.uname(d)
+        self.assertEqual((r.returncode, r.stdout), (0, "Linux\n"), r.stderr)
+        self.assertIn("precompiled", r.stderr)
+        text = (d / "default.yaml").read_text().replace("  deny:\n", "  deny:\n    - uname\n", 1)
+        self.assertIn("- uname", text)
+        (d / "default.yaml").write_text(text)
+        r = self.uname(d)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("Operation not permitted", r.stderr)
+        self.assertIn(f"not used: {d}/default.yaml changed since it was compiled", r.stderr)
+
+    def test_a_damaged_or_loosely_permitted_compiled_file_is_not_used(self):
+        d = self.policies("extends: default\nsyscalls:\n  deny: [uname]\n")
+        compiled = d / "site.yaml.compiled"
+        for damage, reason in ((lambda: compiled.write_bytes(compiled.read_bytes()[:200]),
+                                "not used: malformed at byte "),
+                               (lambda: compiled.chmod(0o666),
+                                f"not used: writable by group or others, and {d}/site.yaml "
+                                "is not")):
+            self.compile(d)
+            damage()
+            r = self.uname(d)
+            self.assertEqual(r.returncode, 1, r.stderr)  # the YAML's filter, uname denied
+            self.assertIn(reason, r.stderr)
+            c = subprocess.run([JAIL, "--policies-dir", str(d), "--check-policy", "site"],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(c.returncode, 0, c.stderr)
+            self.assertIn(f"{compiled}: {reason}", c.stdout)
+
+
 class TestUnprivilegedFallback(JailCase):
     """jail without CAP_SYS_ADMIN cannot make a mount namespace: it checks the resolv.conf it
     finds. The test makes a mount namespace of its own (unshare --mount), binds a resolv.conf of

@@ -1,0 +1,285 @@
+// Compiled policies (jail/compiled_policy.h): the file format, its decoder on damaged input,
+// and when load_compiled lets jail use one.
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/config_error.h"
+#include "jail/compiled_policy.h"
+#include "jail/filter.h"
+#include "jail/policy.h"
+#include "temp_dir.h"
+
+namespace {
+
+const std::string kPolicies = std::string(EGRESS_SOURCE_DIR) + "/policies/jail";
+
+jail::PolicyImage image_of(const std::string& ref, const std::string& dir) {
+  jail::PolicyImage im;
+  im.build_id = jail::own_build_id();
+  im.policy = jail::load_policy(ref, dir, &im.texts);
+  im.arch = jail::kHostArch;
+  im.policies_dir = dir;
+  im.bpf = jail::compile_filter(im.policy, im.arch).bpf();
+  return im;
+}
+
+std::vector<std::string> cidrs(const jail::Policy& p) {
+  std::vector<std::string> out;
+  for (const auto& c : p.network.deny_networks) out.push_back(c.to_string());
+  return out;
+}
+
+void check_same(const jail::PolicyImage& a, const jail::PolicyImage& b) {
+  CHECK(a.build_id == b.build_id);
+  CHECK(a.arch == b.arch);
+  CHECK(a.policies_dir == b.policies_dir);
+  CHECK(a.texts == b.texts);
+  CHECK(a.policy.files == b.policy.files);
+  CHECK(a.policy.network.families == b.policy.network.families);
+  CHECK(a.policy.network.dns == b.policy.network.dns);
+  CHECK(a.policy.network.connect == b.policy.network.connect);
+  CHECK(cidrs(a.policy) == cidrs(b.policy));
+  CHECK(a.policy.network.unix_abstract_allowed == b.policy.network.unix_abstract_allowed);
+  CHECK(a.policy.mode == b.policy.mode);
+  CHECK(a.policy.syscalls == b.policy.syscalls);
+  CHECK(a.policy.deny_errno == b.policy.deny_errno);
+  CHECK(a.policy.env_drop == b.policy.env_drop);
+  CHECK(a.policy.on_violation == b.policy.on_violation);
+  CHECK(a.bpf == b.bpf);
+}
+
+std::string decode_error(const std::vector<std::uint8_t>& bytes) {
+  auto r = jail::decode(bytes);
+  if (auto* e = std::get_if<std::string>(&r)) return *e;
+  return "(decoded)";
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void put(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+void put(const std::string& path, const std::vector<std::uint8_t>& bytes) {
+  put(path, std::string(bytes.begin(), bytes.end()));
+}
+
+}  // namespace
+
+TEST_CASE("compiled policy: this binary has a build ID (compiled files need one)") {
+  CHECK(jail::own_build_id().size() >= 8);
+}
+
+TEST_CASE("compiled policy: encode then decode gives back every field") {
+  for (const char* name : {"default", "strict"}) {
+    CAPTURE(name);
+    const jail::PolicyImage im = image_of(name, kPolicies);
+    REQUIRE(!im.bpf.empty());
+    REQUIRE(im.texts.size() == im.policy.files.size());
+    auto back = jail::decode(jail::encode(im));
+    REQUIRE(std::holds_alternative<jail::PolicyImage>(back));
+    check_same(im, std::get<jail::PolicyImage>(back));
+  }
+}
+
+TEST_CASE("compiled policy: a cut-short or extended file is rejected, a changed one never read "
+          "out of bounds") {
+  const std::vector<std::uint8_t> good = jail::encode(image_of("strict", kPolicies));
+  for (std::size_t n = 0; n < good.size(); ++n) {
+    CAPTURE(n);
+    const std::vector<std::uint8_t> cut(good.begin(), good.begin() + static_cast<long>(n));
+    CHECK(decode_error(cut) != "(decoded)");
+  }
+  std::vector<std::uint8_t> longer = good;
+  longer.push_back(0);
+  CHECK(decode_error(longer).find("trailing bytes") != std::string::npos);
+  // Every byte flipped in turn: decoded or refused, never a crash (the ASan preset checks the
+  // reads). A flip in a text or the build ID still decodes; load_compiled compares those.
+  int refused = 0;
+  for (std::size_t i = 0; i < good.size(); ++i) {
+    std::vector<std::uint8_t> bad = good;
+    bad[i] ^= 0xff;
+    if (decode_error(bad) != "(decoded)") ++refused;
+  }
+  CHECK(refused > 0);
+}
+
+TEST_CASE("compiled policy: decode refuses values this jail does not accept") {
+  const jail::PolicyImage good = image_of("default", kPolicies);
+  auto refused = [](jail::PolicyImage im) { return decode_error(jail::encode(im)); };
+  CHECK(decode_error({}) == "not a compiled jail policy (bad magic)");
+  {
+    auto im = good;
+    im.policy.network.families.push_back("ipx");
+    CHECK(refused(im).find(": socket family") != std::string::npos);
+  }
+  {
+    auto im = good;
+    im.policy.network.families = {"unix", "inet"};  // not in the sorted order Policy keeps
+    CHECK(refused(im).find(": family order") != std::string::npos);
+  }
+  {
+    auto im = good;
+    im.policy.network.dns = "sidecar.local";
+    CHECK(refused(im).find(": dns") != std::string::npos);
+  }
+  {
+    auto im = good;
+    im.policy.deny_errno = EIO;
+    CHECK(refused(im).find(": errno") != std::string::npos);
+  }
+  {
+    auto im = good;
+    im.policy.syscalls.insert("Read; rm -rf");
+    CHECK(refused(im).find(": syscall name") != std::string::npos);
+  }
+  {
+    auto im = good;
+    im.policy.env_drop.insert("A=B");
+    CHECK(refused(im).find(": env.drop name") != std::string::npos);
+  }
+  {
+    auto im = good;
+    egress::Cidr c;
+    c.family = 4;
+    c.prefix = 33;
+    im.policy.network.deny_networks.push_back(c);
+    CHECK(refused(im).find(": deny_networks family or prefix") != std::string::npos);
+  }
+  {
+    auto im = good;
+    im.bpf.pop_back();  // not a whole number of struct sock_filter
+    CHECK(refused(im).find(": filter") != std::string::npos);
+  }
+  {
+    auto im = good;
+    im.bpf.assign((jail::kMaxFilterInsns + 1) * 8, 0);
+    CHECK(refused(im).find(": filter") != std::string::npos);
+  }
+  {
+    auto im = good;
+    im.policy.files.clear();
+    im.texts.clear();
+    CHECK(refused(im).find(": number of policy files") != std::string::npos);
+  }
+  {
+    auto im = good;
+    im.policy.on_violation = static_cast<jail::OnViolation>(7);
+    CHECK(refused(im).find(": on_violation") != std::string::npos);
+  }
+}
+
+TEST_CASE("compiled policy: used only while the build, the directory and every file match") {
+  egress_test::TempDir dir("jail-compiled");
+  const std::string parent = dir.write("default.yaml", slurp(kPolicies + "/default.yaml"));
+  const std::string site =
+      dir.write("site.yaml", "extends: default\nsyscalls:\n  deny: [uname]\n");
+  chmod(parent.c_str(), 0644);
+  chmod(site.c_str(), 0644);
+  const std::string file = jail::policy_path("site", dir.path());
+  CHECK(file == site);
+
+  // Nothing compiled yet: not used, and no reason to give.
+  jail::Precompiled none = jail::load_compiled(file, dir.path());
+  CHECK(!none.image);
+  CHECK(none.why_not.empty());
+
+  const std::string written = jail::write_compiled("site", dir.path());
+  CHECK(written == site + ".compiled");
+  struct stat st {};
+  REQUIRE(stat(written.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0644);  // the policy file's bits
+
+  jail::Precompiled pre = jail::load_compiled(file, dir.path());
+  REQUIRE_MESSAGE(pre.image, pre.why_not);
+  check_same(*pre.image, image_of("site", dir.path()));
+  CHECK(pre.image->policy.syscalls.count("uname") == 1);
+
+  SUBCASE("another --policies-dir") {
+    const auto r = jail::load_compiled(file, dir.path() + "/");
+    CHECK(!r.image);
+    CHECK(r.why_not == "compiled with --policies-dir " + dir.path());
+  }
+  SUBCASE("a file of the chain changed, the parent included") {
+    std::ofstream(parent, std::ios::app) << "# edited\n";
+    const auto r = jail::load_compiled(file, dir.path());
+    CHECK(!r.image);
+    CHECK(r.why_not == parent + " changed since it was compiled");
+  }
+  SUBCASE("a file of the chain gone") {
+    REQUIRE(unlink(parent.c_str()) == 0);
+    const auto r = jail::load_compiled(file, dir.path());
+    CHECK(!r.image);
+    CHECK(r.why_not == parent + ": No such file or directory");
+  }
+  SUBCASE("compiled for another policy file") {
+    const std::string other = dir.write("other.yaml", slurp(site));
+    put(other + ".compiled", slurp(written));
+    chmod((other + ".compiled").c_str(), 0644);
+    const auto r = jail::load_compiled(other, dir.path());
+    CHECK(!r.image);
+    CHECK(r.why_not == "compiled for " + site);
+  }
+  SUBCASE("written by another build") {
+    jail::PolicyImage im = image_of("site", dir.path());
+    im.build_id[0] = static_cast<char>(im.build_id[0] ^ 1);
+    put(written, jail::encode(im));
+    const auto r = jail::load_compiled(file, dir.path());
+    CHECK(!r.image);
+    CHECK(r.why_not == "written by another jail build");
+  }
+  SUBCASE("damaged") {
+    const std::string bytes = slurp(written);
+    put(written, bytes.substr(0, bytes.size() / 2));
+    const auto r = jail::load_compiled(file, dir.path());
+    CHECK(!r.image);
+    CHECK(r.why_not.rfind("malformed at byte ", 0) == 0);
+  }
+  SUBCASE("writable by others while the policy file is not") {
+    REQUIRE(chmod(written.c_str(), 0666) == 0);
+    const auto r = jail::load_compiled(file, dir.path());
+    CHECK(!r.image);
+    CHECK(r.why_not == "writable by group or others, and " + site + " is not");
+    // The same bits on the policy file: the compiled file is no easier to change than it.
+    REQUIRE(chmod(site.c_str(), 0666) == 0);
+    CHECK(jail::load_compiled(file, dir.path()).image);
+  }
+  SUBCASE("owned by someone else") {
+    if (geteuid() != 0) {
+      MESSAGE("skipped: chown needs root");
+      return;
+    }
+    REQUIRE(chown(written.c_str(), 12345, 12345) == 0);
+    const auto r = jail::load_compiled(file, dir.path());
+    CHECK(!r.image);
+    CHECK(r.why_not == "owned by uid 12345, neither root nor the owner of " + site + " (uid " +
+                           std::to_string(st.st_uid) + ")");
+  }
+  SUBCASE("not a regular file") {
+    REQUIRE(unlink(written.c_str()) == 0);
+    REQUIRE(mkdir(written.c_str(), 0755) == 0);
+    const auto r = jail::load_compiled(file, dir.path());
+    CHECK(!r.image);
+    CHECK(r.why_not == "not a regular file");
+  }
+}
+
+TEST_CASE("compiled policy: a bad policy is not compiled, and nothing is written") {
+  egress_test::TempDir dir("jail-compiled");
+  const std::string site = dir.write("site.yaml", "syscalls:\n  deny: [no_such_call]\n");
+  CHECK_THROWS_AS(jail::write_compiled(site, dir.path()), egress::ConfigError);
+  struct stat st {};
+  CHECK(stat((site + ".compiled").c_str(), &st) != 0);
+}
