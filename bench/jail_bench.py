@@ -49,10 +49,37 @@ def enter_private_netns() -> str:
     return name
 
 
-def contenders(jail: str, policy: str) -> "list[tuple[str, list[str]]]":
+def policy_copies(jail: str, policy: str) -> "tuple[list[str], list[str], str]":
+    """jail's arguments for the policy read from YAML and for the same policy precompiled
+    (`--compile-policy`), each in a fresh copy of the policy's directory (so no compiled file
+    left in the repository decides which is which), and that scratch directory."""
+    src = Path(policy).resolve()
+    scratch = tempfile.mkdtemp(prefix="jail-bench-")
+    os.chmod(scratch, 0o755)
+    args = []
+    for kind in ("yaml", "precompiled"):
+        d = Path(scratch) / kind
+        d.mkdir()
+        for f in src.parent.glob("*.yaml"):
+            shutil.copy(f, d / f.name)
+        args.append(["--policies-dir", str(d), "--policy", str(d / src.name)])
+    subprocess.run([jail, *args[1][:2], "--compile-policy", args[1][3]], check=True,
+                   stdout=subprocess.DEVNULL)
+    # Label the figures by what jail says it did, not by what was intended.
+    for a, want in ((args[0], False), (args[1], True)):
+        said = subprocess.run([jail, *a, "-v", "--", "/bin/true"], capture_output=True,
+                              text=True, check=True).stderr
+        if (": precompiled (" in said) != want:
+            raise RuntimeError(f"jail {' '.join(a)}: expected precompiled={want}: {said}")
+    return args[0], args[1], scratch
+
+
+def contenders(jail: str, yaml_args: "list[str]", compiled_args: "list[str]") \
+        -> "list[tuple[str, list[str]]]":
     out = [("bare", ["/bin/true"]),
            ("unshare -m", ["unshare", "-m", "/bin/true"]),
-           ("jail", [jail, "--policy", policy, "--", "/bin/true"])]
+           ("jail", [jail, *yaml_args, "--", "/bin/true"]),
+           ("jail (precompiled)", [jail, *compiled_args, "--", "/bin/true"])]
     if shutil.which("bwrap"):
         out.append(("bwrap", ["bwrap", "--dev-bind", "/", "/", "--unshare-net", "/bin/true"]))
     if shutil.which("firejail"):
@@ -81,8 +108,9 @@ def startup(cs, runs: int) -> "dict[str, list[float]]":
     return res
 
 
-def micro(jail: str, policy: str, micro_bin: str, rounds: int, calls: int, connects: int):
-    jailed = [jail, "--policy", policy, "--"]
+def micro(jail: str, policy_args: "list[str]", micro_bin: str, rounds: int, calls: int,
+          connects: int):
+    jailed = [jail, *policy_args, "--"]
     getppid = {"bare": [], "jail": []}
     connect = {"bare": [], "jail": []}
     connect_nb = {"bare": [], "jail": []}
@@ -129,7 +157,11 @@ def report(args, st, gp, cn, cnb, elapsed: float) -> str:
     L.append(f"* Start-up: each command run {args.runs} times, alternating (A B C, A B C, ...), "
              "timed from Python's `subprocess.run` call to the child's exit (the same fork/exec "
              "overhead is in every figure). Policy for jail: "
-             f"`{os.path.relpath(args.policy, REPO) if os.path.isabs(args.policy) else args.policy}`.")
+             f"`{os.path.relpath(args.policy, REPO) if os.path.isabs(args.policy) else args.policy}`, "
+             "read from its YAML (`jail`) and compiled beforehand with `jail --compile-policy` "
+             "(`jail (precompiled)`, as the session image ships it; README, \"Compiled "
+             "policies\"), each from a copy of its directory; the micro-benchmarks use the "
+             "precompiled one.")
     L.append(f"* `bench/jail_micro.c`, the same binary bare and under `jail --`: "
              f"{args.calls} raw `getppid` calls (ns per call) and {args.connects} loopback TCP "
              f"connects to a listener of its own (µs per `connect()`), {args.rounds} rounds "
@@ -177,14 +209,16 @@ def report(args, st, gp, cn, cnb, elapsed: float) -> str:
     def verdict(ok: Optional[bool]) -> str:
         return "n/a" if ok is None else ("met" if ok else "**missed**")
 
-    r = med["jail"] / med["unshare -m"]
-    L.append(f"| `jail -- /bin/true` within 1.3× `unshare -m /bin/true` | {r:.2f}× "
-             f"({med['jail']:.2f} vs {med['unshare -m']:.2f} ms) | {verdict(r <= 1.3)} |")
-    if "firejail" in med:
-        r = med["firejail"] / med["jail"]
-        L.append(f"| ≥ 5× faster than firejail | {r:.1f}× | {verdict(r >= 5)} |")
-    else:
-        L.append("| ≥ 5× faster than firejail | firejail not installed | n/a |")
+    for k in ("jail (precompiled)", "jail"):
+        r = med[k] / med["unshare -m"]
+        L.append(f"| `{k} -- /bin/true` within 1.3× `unshare -m /bin/true` | {r:.2f}× "
+                 f"({med[k]:.2f} vs {med['unshare -m']:.2f} ms) | {verdict(r <= 1.3)} |")
+    for k in ("jail (precompiled)", "jail"):
+        if "firejail" in med:
+            r = med["firejail"] / med[k]
+            L.append(f"| `{k}` ≥ 5× faster than firejail | {r:.1f}× | {verdict(r >= 5)} |")
+        else:
+            L.append(f"| `{k}` ≥ 5× faster than firejail | firejail not installed | n/a |")
     d = (gj - gb) / 1e3
     L.append(f"| filtered getppid ≤ 0.3 µs above bare | {d:+.3f} µs | {verdict(d <= 0.3)} |")
     d = cj - cb
@@ -209,18 +243,22 @@ def main() -> int:
         return 2
     t0 = time.monotonic()
     ns = enter_private_netns()
+    scratch = None
     try:
-        cs = contenders(args.jail, args.policy)
+        yaml_args, compiled_args, scratch = policy_copies(args.jail, args.policy)
+        cs = contenders(args.jail, yaml_args, compiled_args)
         log(f"start-up: {', '.join(k for k, _ in cs)}; {args.runs} runs each")
         st = startup(cs, args.runs)
         log("per-syscall micro-benchmarks")
-        gp, cn, cnb = micro(args.jail, args.policy, args.micro, args.rounds, args.calls,
+        gp, cn, cnb = micro(args.jail, compiled_args, args.micro, args.rounds, args.calls,
                             args.connects)
         text = report(args, st, gp, cn, cnb, time.monotonic() - t0)
         write_markdown(Path(args.markdown), text)
         print(text)
         return 0
     finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
         subprocess.run(["ip", "netns", "delete", ns], check=False)
 
 
