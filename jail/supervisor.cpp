@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -145,27 +146,75 @@ std::optional<std::string> target_exe(pid_t pid) {
 
 struct SocketInfo {
   int domain = 0;
-  int type = 0;
+  int type = 0;  // 0 when not read: a connect on a non-blocking socket does not need it
   bool nonblocking = false;
 };
 
-int socket_info(int fd, SocketInfo& info) {
-  socklen_t len = sizeof info.domain;
-  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &info.domain, &len) < 0) return errno;
-  len = sizeof info.type;
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &info.type, &len) < 0) return errno;
+int socket_info(int fd, bool is_sendto, SocketInfo& info) {
   const int flags = fcntl(fd, F_GETFL);
   if (flags < 0) return errno;
   info.nonblocking = (flags & O_NONBLOCK) != 0;
+  socklen_t len = sizeof info.domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &info.domain, &len) < 0) return errno;
+  // The type decides a sendto's size limit and whether a blocking call goes to a worker
+  // (dispatch()); one syscall less on the commonest path, a non-blocking connect.
+  if (is_sendto || !info.nonblocking) {
+    len = sizeof info.type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &info.type, &len) < 0) return errno;
+  }
   return 0;
 }
+
+// pidfds of the threads that made notified calls, kept between calls: opening one and closing
+// it again were two of the supervisor's syscalls per connect. A cached pidfd is either the
+// caller's or a dead thread's with the same id (a pidfd pins its struct pid, and a live
+// thread's id is unique): pidfd_getfd(2) on a dead one fails, and handle() then opens afresh.
+// shared_ptr: a blocking call's worker may still hold one that the cache has let go.
+class PidfdCache {
+ public:
+  using Ref = std::shared_ptr<const egress::UniqueFd>;
+
+  // The cached pidfd for `tid` (fresh = false), or one opened now; nullptr and `error` if
+  // that fails.
+  Ref get(pid_t tid, bool& fresh, int& error) {
+    for (const auto& [id, fd] : entries_) {
+      if (id == tid) {
+        fresh = false;
+        return fd;
+      }
+    }
+    fresh = true;
+    return open(tid, error);
+  }
+
+  Ref open(pid_t tid, int& error) {
+    egress::UniqueFd fd = open_pidfd(tid, error);
+    if (!fd) return nullptr;
+    auto ref = std::make_shared<const egress::UniqueFd>(std::move(fd));
+    drop(tid);
+    if (entries_.size() == kCapacity) entries_.erase(entries_.begin());  // the oldest
+    entries_.emplace_back(tid, ref);
+    return ref;
+  }
+
+  void drop(pid_t tid) {
+    entries_.erase(std::remove_if(entries_.begin(), entries_.end(),
+                                  [tid](const auto& e) { return e.first == tid; }),
+                   entries_.end());
+  }
+
+ private:
+  // Threads that connect; beyond this the oldest is closed (Go programs have a few dozen).
+  static constexpr std::size_t kCapacity = 64;
+  std::vector<std::pair<pid_t, Ref>> entries_;
+};
 
 // A call the supervisor performs for the target, on a duplicate of its socket.
 struct Call {
   std::uint64_t id = 0;
   NetSyscall syscall = NetSyscall::connect;
   egress::UniqueFd sock;   // pidfd_getfd(2) duplicate: same open file description
-  egress::UniqueFd pidfd;  // for SIGPIPE
+  std::shared_ptr<const egress::UniqueFd> pidfd;  // the caller's, for SIGPIPE
   std::vector<std::uint8_t> addr;  // the checked copy
   std::vector<std::uint8_t> data;  // sendto() payload (copied)
   int flags = 0;                   // sendto() flags
@@ -190,7 +239,7 @@ Reply perform(const Call& call) {
   if (error == EPIPE && !(call.flags & MSG_NOSIGNAL)) {
     // send(2): EPIPE "also" raises SIGPIPE unless MSG_NOSIGNAL. To the calling thread where
     // the pidfd is a thread's (PIDFD_THREAD), else to the process.
-    syscall(SYS_pidfd_send_signal, call.pidfd.get(), SIGPIPE, nullptr, 0);
+    syscall(SYS_pidfd_send_signal, call.pidfd->get(), SIGPIPE, nullptr, 0);
   }
   return fail_with(error);
 }
@@ -203,6 +252,7 @@ struct Supervisor::Impl {
   SupervisorOptions options;
   ViolationLog log;
   seccomp_notif_sizes sizes{};
+  PidfdCache pidfds;  // serve()'s thread only
   std::vector<std::uint8_t> recv_buf;  // SECCOMP_IOCTL_NOTIF_RECV's, sizes.seccomp_notif long
 
   std::vector<std::thread> workers;  // started on demand by serve()'s thread, joined in stop()
@@ -283,17 +333,14 @@ void Supervisor::Impl::handle(const seccomp_notif& n) {
   const auto pid = static_cast<pid_t>(n.pid);
 
   // seccomp_unotify(2), "Design goals; use of SECCOMP_USER_NOTIF_FLAG_CONTINUE" and the
-  // ID_VALID description: the pidfd is checked to be the caller's (the pid may have been
-  // reused before pidfd_open), then the memory is read once, then checked again (the pid may
-  // have been reused between the check and process_vm_readv, which takes a pid).
+  // ID_VALID description: the pid may be reused once the caller is gone, so everything read
+  // through it (the pidfd, the socket, the memory) is trusted only once ID_VALID, after all of
+  // it, says the call is still waiting: then the caller was alive throughout, its pid was
+  // never free, and the pidfd and process_vm_readv reached the caller. Nothing before that
+  // check acts on what it read.
   int error = 0;
-  egress::UniqueFd pidfd = open_pidfd(pid, error);
-  if (!pidfd) {
-    if (error != ESRCH) note("pidfd_open", error);
-    send(n.id, fail_with(error));
-    return;
-  }
-  if (!id_valid(n.id)) return;
+  bool fresh = false;
+  PidfdCache::Ref pidfd = pidfds.get(pid, fresh, error);
 
   // The kernel reads fd and addrlen as int: the low 32 bits of the registers.
   const int target_fd = static_cast<int>(static_cast<std::uint32_t>(n.data.args[0]));
@@ -303,7 +350,20 @@ void Supervisor::Impl::handle(const seccomp_notif& n) {
       syscall_kind == NetSyscall::connect ? n.data.args[2] : n.data.args[5]));
 
   // pidfd_getfd(2): a duplicate of the caller's socket (needs PTRACE_MODE_ATTACH_REALCREDS).
-  const long dup = syscall(SYS_pidfd_getfd, pidfd.get(), target_fd, 0);
+  long dup = pidfd ? syscall(SYS_pidfd_getfd, pidfd->get(), target_fd, 0) : -1;
+  if (dup < 0 && pidfd && !fresh) {
+    // A cached pidfd of a thread that has gone (ESRCH; EBADF for a zombie leader on kernels
+    // without PIDFD_THREAD): its id now belongs to the caller. Once more with a new pidfd.
+    pidfds.drop(pid);
+    pidfd = pidfds.open(pid, error);
+    if (pidfd) dup = syscall(SYS_pidfd_getfd, pidfd->get(), target_fd, 0);
+  }
+  // Errors are answered without ID_VALID: a SEND for a call that has gone fails with ENOENT.
+  if (!pidfd) {
+    if (error != ESRCH) note("pidfd_open", error);
+    send(n.id, fail_with(error));
+    return;
+  }
   if (dup < 0) {
     error = errno;
     if (error == EPERM || error == ENOSYS) note("pidfd_getfd", error);
@@ -312,7 +372,7 @@ void Supervisor::Impl::handle(const seccomp_notif& n) {
   }
   egress::UniqueFd sock(static_cast<int>(dup));
   SocketInfo info;
-  if ((error = socket_info(sock.get(), info)) != 0) {
+  if ((error = socket_info(sock.get(), syscall_kind == NetSyscall::sendto, info)) != 0) {
     send(n.id, fail_with(error));  // ENOTSOCK for a file that is not a socket
     return;
   }

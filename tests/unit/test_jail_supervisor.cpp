@@ -554,3 +554,52 @@ TEST_CASE("jail supervisor: stopping aborts pending connects, then calls fail cl
   CHECK(run.results["after_stop"] == ENOSYS);
   CHECK_FALSE(open_listener.pending());
 }
+
+TEST_CASE("jail supervisor: a thread id used again after its thread ended gets a fresh pidfd") {
+  // The supervisor keeps the pidfd of each thread that connected. When that thread has ended
+  // and a new one is given the same id, the kept pidfd names the dead thread: pidfd_getfd
+  // fails on it (ESRCH), and the connect must still be performed on the new thread's socket.
+  // The kernel hands out the id again when told to (ns_last_pid, which needs root).
+  if (geteuid() != 0) {
+    MESSAGE("skipped: making the kernel reuse a thread id needs root (ns_last_pid)");
+    return;
+  }
+  TcpListener listener("127.0.0.1", 16);
+  const sockaddr_in addr = in4("127.0.0.1", listener.port);
+  Run run = run_confined(test_policy(), false, [&](const Reporter& report) {
+    long first_tid = 0;
+    std::thread([&] {
+      first_tid = gettid();
+      report("first", connect_new(SOCK_STREAM, addr));
+    }).join();
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      // Another process may take the id first, or the old thread may not be released yet.
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      FILE* f = std::fopen("/proc/sys/kernel/ns_last_pid", "w");
+      if (!f) {
+        report("ns_last_pid_errno", errno);
+        return;
+      }
+      std::fprintf(f, "%ld", first_tid - 1);
+      std::fclose(f);
+      long tid = 0;
+      long second = -1;
+      std::thread([&] {
+        tid = gettid();
+        if (tid == first_tid) second = connect_new(SOCK_STREAM, addr);
+      }).join();
+      if (tid == first_tid) {
+        report("reused_at_attempt", attempt);
+        report("second", second);
+        return;
+      }
+    }
+    report("reused_at_attempt", -1);
+  });
+  REQUIRE_FALSE(run.timed_out);
+  CHECK(run.results.count("ns_last_pid_errno") == 0);
+  CHECK(run.results["first"] == 0);
+  REQUIRE(run.results["reused_at_attempt"] >= 0);
+  CHECK(run.results["second"] == 0);
+  CHECK(run.log.empty());
+}
