@@ -375,6 +375,7 @@ std::string write_compiled(const std::string& ref, const std::string& policies_d
   while (err.empty() && done < bytes.size()) {
     const ssize_t n = write(fd.get(), bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno != EINTR) err = std::string("write: ") + std::strerror(errno);
+    if (n == 0) err = "write: no progress";
     if (n > 0) done += static_cast<std::size_t>(n);
   }
   if (err.empty() && fchmod(fd.get(), mode) != 0) err = std::string("fchmod: ") + std::strerror(errno);
