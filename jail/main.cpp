@@ -107,6 +107,17 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : kExitJailFailure;
   }
   try {
+    // Each of these is a command of its own: one that also named a PROGRAM would otherwise
+    // exit 0 without running it.
+    if (check && compile) {
+      std::fprintf(stderr, "jail: --check-policy and --compile-policy are separate commands\n");
+      return kExitJailFailure;
+    }
+    if ((check || compile) && !command.empty()) {
+      std::fprintf(stderr, "jail: %s runs no PROGRAM; start the program with a second jail\n",
+                   check ? "--check-policy" : "--compile-policy");
+      return kExitJailFailure;
+    }
     if (check) return check_policy(*check, dir, dump);
     if (compile) {
       std::printf("%s: written\n", jail::write_compiled(*compile, dir).c_str());

@@ -440,6 +440,21 @@ class TestCompiledPolicy(JailCase):
         self.assertIn("Operation not permitted", r.stderr)
         self.assertIn(f"not used: {d}/default.yaml changed since it was compiled", r.stderr)
 
+    def test_compile_errors(self):
+        d = self.policies("extends: default\nsyscalls:\n  deny: [no_such_call]\n")
+        r = subprocess.run([JAIL, "--policies-dir", str(d), "--compile-policy", "site"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertJailFails(r, 125, rf"^jail: {d}/site\.yaml:3:10: syscalls\.deny: unknown "
+                                     r"syscall \"no_such_call\"")
+        self.assertFalse((d / "site.yaml.compiled").exists())
+        for extra, message in ((["--", "true"], "^jail: --compile-policy runs no PROGRAM"),
+                               (["--check-policy", "site"],
+                                "^jail: --check-policy and --compile-policy are separate")):
+            r = subprocess.run([JAIL, "--policies-dir", str(d), "--compile-policy", "default",
+                                *extra], capture_output=True, text=True, timeout=60)
+            self.assertJailFails(r, 125, message)
+        self.assertFalse((d / "default.yaml.compiled").exists())
+
     def test_a_damaged_or_loosely_permitted_compiled_file_is_not_used(self):
         d = self.policies("extends: default\nsyscalls:\n  deny: [uname]\n")
         compiled = d / "site.yaml.compiled"
