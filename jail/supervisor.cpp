@@ -86,9 +86,13 @@ Reply fail_with(int error) { return Reply{0, error, false}; }
 // pidfd_open(2). The notification's pid is the calling thread's id. PIDFD_THREAD (6.9) opens
 // that thread itself, so pidfd_getfd(2) reads its own descriptor table; an older kernel only
 // opens thread-group leaders, so the thread's Tgid (proc(5)) is opened instead.
-egress::UniqueFd open_pidfd(pid_t tid, int& error) {
+egress::UniqueFd open_pidfd(pid_t tid, int& error, bool& of_thread) {
+  of_thread = false;
   long fd = syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
-  if (fd >= 0) return egress::UniqueFd(static_cast<int>(fd));
+  if (fd >= 0) {
+    of_thread = true;
+    return egress::UniqueFd(static_cast<int>(fd));
+  }
   error = errno;
   if (error != EINVAL) return {};
   fd = syscall(SYS_pidfd_open, tid, 0);
@@ -166,9 +170,13 @@ int socket_info(int fd, bool is_sendto, SocketInfo& info) {
 }
 
 // pidfds of the threads that made notified calls, kept between calls: opening one and closing
-// it again were two of the supervisor's syscalls per connect. A cached pidfd is either the
-// caller's or a dead thread's with the same id (a pidfd pins its struct pid, and a live
-// thread's id is unique): pidfd_getfd(2) on a dead one fails, and handle() then opens afresh.
+// it again were two of the supervisor's syscalls per connect. Only thread pidfds
+// (PIDFD_THREAD) are kept: one is either the caller's or a dead thread's with the same id (it
+// pins its thread's struct pid, and a live thread's id is unique), and pidfd_getfd(2) on a
+// dead thread's fails with ESRCH, after which handle() opens afresh. A leader's pidfd (the
+// fallback before Linux 6.9) is not kept: the thread that had the id may be gone and the id
+// now another process's, whose leader is not the one kept, so it is opened, and its
+// descriptor table checked with kcmp, for every call.
 // shared_ptr: a blocking call's worker may still hold one that the cache has let go.
 class PidfdCache {
  public:
@@ -188,10 +196,12 @@ class PidfdCache {
   }
 
   Ref open(pid_t tid, int& error) {
-    egress::UniqueFd fd = open_pidfd(tid, error);
+    bool of_thread = false;
+    egress::UniqueFd fd = open_pidfd(tid, error, of_thread);
     if (!fd) return nullptr;
     auto ref = std::make_shared<const egress::UniqueFd>(std::move(fd));
     drop(tid);
+    if (!of_thread) return ref;
     if (entries_.size() == kCapacity) entries_.erase(entries_.begin());  // the oldest
     entries_.emplace_back(tid, ref);
     return ref;
@@ -351,9 +361,9 @@ void Supervisor::Impl::handle(const seccomp_notif& n) {
 
   // pidfd_getfd(2): a duplicate of the caller's socket (needs PTRACE_MODE_ATTACH_REALCREDS).
   long dup = pidfd ? syscall(SYS_pidfd_getfd, pidfd->get(), target_fd, 0) : -1;
-  if (dup < 0 && pidfd && !fresh) {
-    // A cached pidfd of a thread that has gone (ESRCH; EBADF for a zombie leader on kernels
-    // without PIDFD_THREAD): its id now belongs to the caller. Once more with a new pidfd.
+  if (dup < 0 && errno == ESRCH && pidfd && !fresh) {
+    // A kept pidfd of a thread that has gone: its id now belongs to the caller. Once more
+    // with a new pidfd.
     pidfds.drop(pid);
     pidfd = pidfds.open(pid, error);
     if (pidfd) dup = syscall(SYS_pidfd_getfd, pidfd->get(), target_fd, 0);

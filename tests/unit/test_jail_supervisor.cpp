@@ -603,3 +603,78 @@ TEST_CASE("jail supervisor: a thread id used again after its thread ended gets a
   CHECK(run.results["second"] == 0);
   CHECK(run.log.empty());
 }
+
+TEST_CASE("jail supervisor: without thread pidfds (Linux < 6.9) each call's thread is checked "
+          "afresh") {
+  // Before PIDFD_THREAD the supervisor opens the thread group leader's pidfd and checks with
+  // kcmp that the calling thread shares the leader's descriptor table. A leader pidfd kept
+  // from an earlier call would skip that check: a thread that then unshares its table and
+  // puts a UDP socket where the leader has a unix one would have its sendto judged by the
+  // leader's unix socket (CONTINUE) and sent unchecked. Here the supervisor runs in a child
+  // whose own filter makes pidfd_open(PIDFD_THREAD) fail with EINVAL, as such a kernel does.
+  UniqueFd receiver(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in to = in4("127.0.0.2", 0);  // in test_policy()'s deny_networks
+  REQUIRE(bind(receiver.get(), reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
+  socklen_t to_len = sizeof to;
+  REQUIRE(getsockname(receiver.get(), reinterpret_cast<sockaddr*>(&to), &to_len) == 0);
+  const std::string path = temp_socket_path();
+  unlink(path.c_str());
+  const UniqueFd path_listener = unix_listener(path);
+  int report_pipe[2];
+  REQUIRE(pipe2(report_pipe, O_CLOEXEC) == 0);
+  UniqueFd report_read(report_pipe[0]), report_write(report_pipe[1]);
+
+  const pid_t sup = fork();
+  REQUIRE(sup >= 0);
+  if (sup == 0) {
+    report_read.reset();
+    std::string out = "error";
+    try {
+      // ld nr; pidfd_open? ld args[1] (low half); PIDFD_THREAD set? EINVAL : allow.
+      sock_filter insns[] = {
+          BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+          BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_open, 0, 3),
+          BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args) + sizeof(std::uint64_t)),
+          BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, PIDFD_THREAD, 0, 1),
+          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      };
+      sock_fprog prog{static_cast<unsigned short>(std::size(insns)), insns};
+      if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+          syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+        _exit(3);
+      Run run = run_confined(test_policy(), false, [&](const Reporter& report) {
+        // The leader's fd 100: a unix socket.
+        if (dup2(socket(AF_UNIX, SOCK_DGRAM, 0), 100) != 100) _exit(7);
+        std::thread([&] {
+          report("first", connect_unix(path));  // notified: the leader's pidfd is opened
+          if (unshare(CLONE_FILES) != 0) _exit(8);
+          if (dup2(socket(AF_INET, SOCK_DGRAM, 0), 100) != 100) _exit(9);
+          const ssize_t n =
+              sendto(100, "x", 1, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+          report("second", n < 0 ? -errno : n);
+        }).join();
+      });
+      out = run.timed_out ? "timed out"
+                          : std::to_string(run.results["first"]) + " " +
+                                std::to_string(run.results["second"]);
+    } catch (...) {
+    }
+    if (write(report_write.get(), out.data(), out.size()) < 0) _exit(5);
+    _exit(0);
+  }
+  report_write.reset();
+  char buf[64] = {};
+  const ssize_t n = read(report_read.get(), buf, sizeof buf - 1);
+  int status = 0;
+  REQUIRE(waitpid(sup, &status, 0) == sup);
+  unlink(path.c_str());
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  // The connect went through; the sendto from the thread with a table of its own was refused
+  // (EPERM), not sent to 127.0.0.2.
+  CHECK(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0) ==
+        "0 " + std::to_string(-EPERM));
+  char got = 0;
+  CHECK(recv(receiver.get(), &got, 1, MSG_DONTWAIT) < 0);
+}
