@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <link.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -84,6 +85,9 @@ class Reader {
     s.assign(b.begin(), b.end());
     return true;
   }
+  // A str that is used as a C string (a path, an address, a variable name): no NUL inside,
+  // which c_str() would silently cut at.
+  bool text(std::string& s) { return str(s) && s.find('\0') == std::string::npos; }
   std::size_t offset() const { return pos_; }
   bool at_end() const { return pos_ == in_.size(); }
 
@@ -129,7 +133,7 @@ class Decoder {
     std::uint8_t arch = 0;
     if (!in_.u8(arch) || (arch != kX86_64 && arch != kAarch64)) return fail("architecture");
     im.arch = static_cast<Arch>(arch);
-    if (!in_.str(im.policies_dir)) return fail("policies directory");
+    if (!in_.text(im.policies_dir)) return fail("policies directory");
     if (auto e = files(im); !e.empty()) return e;
     if (auto e = network(im.policy.network); !e.empty()) return e;
     if (auto e = rest(im.policy); !e.empty()) return e;
@@ -152,7 +156,7 @@ class Decoder {
     for (std::uint32_t i = 0; i < n; ++i) {
       std::string path;
       std::string text;
-      if (!in_.str(path) || path.empty() || !in_.str(text)) return fail("policy file");
+      if (!in_.text(path) || path.empty() || !in_.str(text)) return fail("policy file");
       im.policy.files.push_back(std::move(path));
       im.texts.push_back(std::move(text));
     }
@@ -171,7 +175,7 @@ class Decoder {
       if (!net.families.empty() && !(net.families.back() < name)) return fail("family order");
       net.families.push_back(std::move(name));
     }
-    if (!in_.str(net.dns) || (!net.dns.empty() && !is_ip(net.dns))) return fail("dns");
+    if (!in_.text(net.dns) || (!net.dns.empty() && !is_ip(net.dns))) return fail("dns");
     std::uint8_t connect = 0;
     if (!in_.u8(connect) || connect > static_cast<std::uint8_t>(ConnectMode::off))
       return fail("connect mode");
@@ -211,7 +215,7 @@ class Decoder {
     if (!in_.u32(n)) return fail("number of env.drop names");
     for (std::uint32_t i = 0; i < n; ++i) {
       std::string name;
-      if (!in_.str(name) || name.empty() || name.find('=') != std::string::npos)
+      if (!in_.text(name) || name.empty() || name.find('=') != std::string::npos)
         return fail("env.drop name");
       p.env_drop.insert(std::move(name));
     }
@@ -252,9 +256,15 @@ std::string read_capped(int fd, std::size_t cap, std::string& out) {
   }
 }
 
+// O_NONBLOCK: opening a FIFO put where a file was expected must not wait for a writer.
+constexpr int kOpenFlags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
+
 std::string read_path(const std::string& path, std::size_t cap, std::string& out) {
-  const egress::UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  const egress::UniqueFd fd(open(path.c_str(), kOpenFlags));
   if (!fd) return std::strerror(errno);
+  struct stat st {};
+  if (fstat(fd.get(), &st) != 0) return std::strerror(errno);
+  if (!S_ISREG(st.st_mode)) return "not a regular file";
   return read_capped(fd.get(), cap, out);
 }
 
@@ -285,6 +295,22 @@ int find_build_id(dl_phdr_info* info, std::size_t, void* data) {
     }
   }
   return 1;  // only the executable
+}
+
+// Why the compiled file `c` can be written by someone who cannot write the policy file `p`, or
+// "" (the owner, root or p's owner, is checked by the caller). Group write counts only for
+// p's own group, and only when p is group-writable too; any POSIX ACL is refused rather than
+// read (its entries name further users and groups; write_compiled never leaves one).
+std::string more_writable(const struct stat& c, const struct stat& p, const std::string& path) {
+  if ((c.st_mode & S_IWOTH) && !(p.st_mode & S_IWOTH))
+    return "writable by others, and " + path + " is not";
+  if ((c.st_mode & S_IWGRP) && !((p.st_mode & S_IWGRP) && c.st_gid == p.st_gid))
+    return "writable by group " + std::to_string(c.st_gid) + ", which cannot write " + path;
+  return "";
+}
+
+bool has_acl(int fd) {
+  return fgetxattr(fd, "system.posix_acl_access", nullptr, 0) >= 0;  // ENODATA: none
 }
 
 }  // namespace
@@ -354,6 +380,10 @@ std::string write_compiled(const std::string& ref, const std::string& policies_d
   im.policies_dir = policies_dir;
   im.bpf = compile_filter(im.policy, im.arch).bpf();
   const std::vector<std::uint8_t> bytes = encode(im);
+  // What is written must be what load_compiled accepts (the caps, the canonical order of
+  // families): refused here, with the reason, rather than written and never used.
+  if (auto back = decode(bytes); auto* why = std::get_if<std::string>(&back))
+    throw std::runtime_error(compiled_path(im.policy.files.back()) + ": not written: " + *why);
 
   const std::string& file = im.policy.files.back();
   const std::string out = compiled_path(file);
@@ -367,11 +397,20 @@ std::string write_compiled(const std::string& ref, const std::string& policies_d
   std::string tmp = out + ".XXXXXX";
   const egress::UniqueFd fd(mkostemp(tmp.data(), O_CLOEXEC));
   if (!fd) throw std::runtime_error("mkostemp(" + tmp + "): " + std::strerror(errno));
-  // The policy file's permission bits, so the compiled file is readable by whoever reads the
-  // policy and writable by no one who cannot write it (load_compiled checks the same).
-  const mode_t mode = (ps.st_mode & 0666) | S_IRUSR | S_IWUSR;
-  std::size_t done = 0;
+  // The policy file's group and permission bits, so the compiled file is readable by whoever
+  // reads the policy and writable by no one who cannot write it (load_compiled checks the
+  // same). Where the group cannot be given (the writer is not in it), it gets no group write.
+  mode_t mode = (ps.st_mode & 0666) | S_IRUSR | S_IWUSR;
   std::string err;
+  if (fchown(fd.get(), static_cast<uid_t>(-1), ps.st_gid) != 0) {
+    if (errno != EPERM) err = std::string("fchown: ") + std::strerror(errno);
+    mode &= ~static_cast<mode_t>(S_IWGRP);
+  }
+  // A default ACL of the directory is inherited by the new file; load_compiled refuses ACLs.
+  if (err.empty() && fremovexattr(fd.get(), "system.posix_acl_access") != 0 &&
+      errno != ENODATA && errno != ENOTSUP)
+    err = std::string("removing the inherited ACL: ") + std::strerror(errno);
+  std::size_t done = 0;
   while (err.empty() && done < bytes.size()) {
     const ssize_t n = write(fd.get(), bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno != EINTR) err = std::string("write: ") + std::strerror(errno);
@@ -392,7 +431,7 @@ std::string write_compiled(const std::string& ref, const std::string& policies_d
 Precompiled load_compiled(const std::string& policy_file, const std::string& policies_dir) {
   Precompiled r;
   r.path = compiled_path(policy_file);
-  const egress::UniqueFd fd(open(r.path.c_str(), O_RDONLY | O_CLOEXEC));
+  const egress::UniqueFd fd(open(r.path.c_str(), kOpenFlags));
   if (!fd) {
     if (errno != ENOENT) r.why_not = std::string("cannot open: ") + std::strerror(errno);
     return r;
@@ -416,8 +455,12 @@ Precompiled load_compiled(const std::string& policy_file, const std::string& pol
                 policy_file + " (uid " + std::to_string(ps.st_uid) + ")";
     return r;
   }
-  if ((cs.st_mode & ~ps.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    r.why_not = "writable by group or others, and " + policy_file + " is not";
+  if (std::string why = more_writable(cs, ps, policy_file); !why.empty()) {
+    r.why_not = std::move(why);
+    return r;
+  }
+  if (has_acl(fd.get())) {
+    r.why_not = "has a POSIX ACL";
     return r;
   }
   std::string bytes;

@@ -7,8 +7,9 @@
 // loads the YAML as it always does: a stale or damaged compiled file costs time, never policy.
 //
 // The compiled file is trusted like the YAML beside it, so it must not be writable by anyone
-// who cannot write the policy file: its owner is root or the policy file's owner, and it has no
-// group/other write bit that the policy file lacks.
+// who cannot write the policy file: its owner is root or the policy file's owner, it is
+// group-writable only if the policy file is and has the same group, world-writable only if
+// the policy file is, and it has no POSIX ACL.
 #pragma once
 
 #include <cstdint>

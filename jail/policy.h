@@ -48,7 +48,7 @@ enum class OnViolation : std::uint8_t { errno_return, kill };
 enum class SyscallMode : std::uint8_t { denylist, allowlist };
 
 struct NetworkPolicy {
-  std::vector<std::string> families{"unix", "inet", "inet6", "netlink_route"};  // sorted
+  std::vector<std::string> families{"inet", "inet6", "netlink_route", "unix"};  // sorted
   std::string dns;                                                              // empty: not set
   ConnectMode connect = ConnectMode::supervise;
   std::vector<egress::Cidr> deny_networks;

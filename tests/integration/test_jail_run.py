@@ -461,8 +461,7 @@ class TestCompiledPolicy(JailCase):
         for damage, reason in ((lambda: compiled.write_bytes(compiled.read_bytes()[:200]),
                                 "not used: malformed at byte "),
                                (lambda: compiled.chmod(0o666),
-                                f"not used: writable by group or others, and {d}/site.yaml "
-                                "is not")):
+                                f"not used: writable by others, and {d}/site.yaml is not")):
             self.compile(d)
             damage()
             r = self.uname(d)

@@ -2,10 +2,12 @@
 // and when load_compiled lets jail use one.
 #include <doctest/doctest.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -251,10 +253,61 @@ TEST_CASE("compiled policy: used only while the build, the directory and every f
     REQUIRE(chmod(written.c_str(), 0666) == 0);
     const auto r = jail::load_compiled(file, dir.path());
     CHECK(!r.image);
-    CHECK(r.why_not == "writable by group or others, and " + site + " is not");
+    CHECK(r.why_not == "writable by others, and " + site + " is not");
     // The same bits on the policy file: the compiled file is no easier to change than it.
     REQUIRE(chmod(site.c_str(), 0666) == 0);
     CHECK(jail::load_compiled(file, dir.path()).image);
+  }
+  SUBCASE("writable by a group that cannot write the policy file") {
+    if (geteuid() != 0) {
+      MESSAGE("skipped: chgrp to another group needs root");
+      return;
+    }
+    REQUIRE(chmod(site.c_str(), 0664) == 0);
+    REQUIRE(chmod(written.c_str(), 0664) == 0);
+    CHECK(jail::load_compiled(file, dir.path()).image);  // the same group: as writable as site
+    REQUIRE(chown(written.c_str(), static_cast<uid_t>(-1), 12345) == 0);
+    const auto r = jail::load_compiled(file, dir.path());
+    CHECK(!r.image);
+    CHECK(r.why_not == "writable by group 12345, which cannot write " + site);
+  }
+  SUBCASE("a POSIX ACL on the compiled file, and one inherited when it is written") {
+    // system.posix_acl_access (acl(5), the xattr form): version 2, then (tag, perm, id)
+    // entries sorted by tag: user::rw-, user:12345:rw-, group::r--, mask::r--, other::r--.
+    // The mask (the mode's group bits) keeps the file looking group-read-only: the ACL itself
+    // is what is refused.
+    auto entry = [](std::uint16_t tag, std::uint16_t perm, std::uint32_t id) {
+      std::string e(8, '\0');
+      std::memcpy(e.data(), &tag, 2);
+      std::memcpy(e.data() + 2, &perm, 2);
+      std::memcpy(e.data() + 4, &id, 4);
+      return e;
+    };
+    const std::uint32_t version = 2;
+    std::string acl(reinterpret_cast<const char*>(&version), 4);
+    acl += entry(0x01, 6, 0xffffffff) + entry(0x02, 6, 12345) + entry(0x04, 4, 0xffffffff) +
+           entry(0x10, 4, 0xffffffff) + entry(0x20, 4, 0xffffffff);
+    if (setxattr(written.c_str(), "system.posix_acl_access", acl.data(), acl.size(), 0) != 0) {
+      MESSAGE("skipped: no POSIX ACLs on " << dir.path() << ": " << std::strerror(errno));
+      return;
+    }
+    const auto r = jail::load_compiled(file, dir.path());
+    CHECK(!r.image);
+    CHECK(r.why_not == "has a POSIX ACL");
+    // A directory whose default ACL would give the new file one: --compile-policy removes it.
+    REQUIRE(setxattr(dir.path().c_str(), "system.posix_acl_default", acl.data(), acl.size(),
+                     0) == 0);
+    REQUIRE(unlink(written.c_str()) == 0);
+    CHECK(jail::write_compiled("site", dir.path()) == written);
+    CHECK(getxattr(written.c_str(), "system.posix_acl_access", nullptr, 0) < 0);
+    CHECK(jail::load_compiled(file, dir.path()).image);
+  }
+  SUBCASE("a FIFO where the compiled file should be does not hold jail") {
+    REQUIRE(unlink(written.c_str()) == 0);
+    REQUIRE(mkfifo(written.c_str(), 0644) == 0);
+    const auto r = jail::load_compiled(file, dir.path());
+    CHECK(!r.image);
+    CHECK(r.why_not == "not a regular file");
   }
   SUBCASE("owned by someone else") {
     if (geteuid() != 0) {
@@ -274,6 +327,16 @@ TEST_CASE("compiled policy: used only while the build, the directory and every f
     CHECK(!r.image);
     CHECK(r.why_not == "not a regular file");
   }
+}
+
+TEST_CASE("compiled policy: a policy that names no families compiles to a file that is used") {
+  // The default family list is what such a policy gets; it must be in the order decode checks.
+  egress_test::TempDir dir("jail-compiled");
+  const std::string site = dir.write("site.yaml", "syscalls:\n  deny: [uname]\n");
+  jail::write_compiled(site, dir.path());
+  const jail::Precompiled pre = jail::load_compiled(site, dir.path());
+  REQUIRE_MESSAGE(pre.image, pre.why_not);
+  CHECK(pre.image->policy.network.families == jail::Policy{}.network.families);
 }
 
 TEST_CASE("compiled policy: a bad policy is not compiled, and nothing is written") {
