@@ -79,6 +79,7 @@ struct Reply {
   std::int64_t val = 0;
   int error = 0;              // positive errno; 0 for success
   bool continue_call = false;  // SECCOMP_USER_NOTIF_FLAG_CONTINUE
+  bool sigpipe = false;        // raise SIGPIPE in the caller first (Impl::answer)
 };
 
 Reply fail_with(int error) { return Reply{0, error, false}; }
@@ -246,12 +247,10 @@ Reply perform(const Call& call) {
                              call.flags | MSG_NOSIGNAL, sa, len);
   if (n >= 0) return Reply{n, 0, false};
   const int error = errno;
-  if (error == EPIPE && !(call.flags & MSG_NOSIGNAL)) {
-    // send(2): EPIPE "also" raises SIGPIPE unless MSG_NOSIGNAL. To the calling thread where
-    // the pidfd is a thread's (PIDFD_THREAD), else to the process.
-    syscall(SYS_pidfd_send_signal, call.pidfd->get(), SIGPIPE, nullptr, 0);
-  }
-  return fail_with(error);
+  Reply reply = fail_with(error);
+  // send(2): EPIPE "also" raises SIGPIPE unless MSG_NOSIGNAL (Impl::answer sends it).
+  reply.sigpipe = error == EPIPE && !(call.flags & MSG_NOSIGNAL);
+  return reply;
 }
 
 }  // namespace
@@ -280,6 +279,7 @@ struct Supervisor::Impl {
   void handle(const seccomp_notif& n);
   void work();
   void send(std::uint64_t id, const Reply& reply);
+  void answer(const Call& call, const Reply& reply);
   bool id_valid(std::uint64_t id);
   void log_violation(const seccomp_notif& n, NetSyscall syscall, const Decision& d, bool watch);
   void dispatch(Call call, const SocketInfo& info);
@@ -304,6 +304,17 @@ void Supervisor::Impl::send(std::uint64_t id, const Reply& reply) {
     // ENOENT: the target died or its call was interrupted; nobody is waiting for the answer.
     if (error != ENOENT) note("SECCOMP_IOCTL_NOTIF_SEND", error);
   }
+}
+
+void Supervisor::Impl::answer(const Call& call, const Reply& reply) {
+  // The SIGPIPE goes before the answer, as the kernel's own send raises it before returning,
+  // and only while the call is still waiting: a blocking send can outlast its caller, and
+  // after an execve from another thread the caller's thread id (and so its pidfd) belongs to
+  // the new program (de_thread), which must not get a SIGPIPE for a send it never made. To
+  // the calling thread where the pidfd is a thread's (PIDFD_THREAD), else to the process.
+  if (reply.sigpipe && id_valid(call.id))
+    syscall(SYS_pidfd_send_signal, call.pidfd->get(), SIGPIPE, nullptr, 0);
+  send(call.id, reply);
 }
 
 bool Supervisor::Impl::id_valid(std::uint64_t id) {
@@ -465,7 +476,7 @@ void Supervisor::Impl::dispatch(Call call, const SocketInfo& info) {
     // cannot be held by a peer that stops reading. (A connect has no such flag: README,
     // "Limits".)
     if (call.syscall == NetSyscall::sendto && info.nonblocking) call.flags |= MSG_DONTWAIT;
-    send(call.id, perform(call));  // returns at once (EINPROGRESS, EAGAIN) or never blocks
+    answer(call, perform(call));  // returns at once (EINPROGRESS, EAGAIN) or never blocks
     return;
   }
   std::unique_lock lock(mu);
@@ -530,7 +541,7 @@ void Supervisor::Impl::work() {
     in_flight.erase(std::find(in_flight.begin(), in_flight.end(), call.sock.get()));
     lock.unlock();
     // If the target was killed meanwhile, SEND fails with ENOENT: nothing to do.
-    send(call.id, reply);
+    answer(call, reply);
   }
 }
 

@@ -176,6 +176,18 @@ class NetEscape(unittest.TestCase):
                            and self.sidecar.counts()[1] >= before[1] + 1)
         self.assertTrue(got, f"sidecar counts {before} -> {self.sidecar.counts()}")
 
+    def test_a_send_whose_caller_was_replaced_by_execve_raises_no_sigpipe(self):
+        # A blocking send performed by a supervisor worker fails with EPIPE after the caller was
+        # killed by an execve from another thread, whose new image now has the caller's thread
+        # id: that image made no send and must get no SIGPIPE (net_sigpipe_exec.c). The program
+        # with the same socket outside the jail gets none either, so the check can fail only
+        # through the supervisor.
+        r = self.lab.run_in_session([str(ESCAPE_DIR / "net_sigpipe_exec")], timeout=60)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "no sigpipe"), r.stderr)
+        out, entries = self.run_jailed("net_sigpipe_exec")
+        self.assertEqual(out, "no sigpipe")
+        self.assertEqual(entries, [])
+
     # the escapes -------------------------------------------------------------------------
     def test_connect_tcp_to_a_foreign_resolver(self):
         self.assertEscapeDenied("net_connect", ("tcp", FOREIGN, "53"), "EACCES",

@@ -678,3 +678,38 @@ TEST_CASE("jail supervisor: without thread pidfds (Linux < 6.9) each call's thre
   char got = 0;
   CHECK(recv(receiver.get(), &got, 1, MSG_DONTWAIT) < 0);
 }
+
+namespace {
+volatile sig_atomic_t g_sigpipes = 0;
+void count_sigpipe(int) { g_sigpipes = g_sigpipes + 1; }
+}  // namespace
+
+TEST_CASE("jail supervisor: a supervised sendto that fails with EPIPE raises SIGPIPE, as send does") {
+  // send(2): EPIPE on a stream socket shut down for writing "also" raises SIGPIPE unless
+  // MSG_NOSIGNAL. The supervisor performs the send, so it must raise it in the caller.
+  TcpListener listener("127.0.0.1", 16);
+  const sockaddr_in addr = in4("127.0.0.1", listener.port);
+  Run run = run_confined(test_policy(), false, [&](const Reporter& report) {
+    struct sigaction sa {};
+    sa.sa_handler = count_sigpipe;
+    sigaction(SIGPIPE, &sa, nullptr);
+    const UniqueFd fd(socket(AF_INET, SOCK_STREAM, 0));
+    report("connect", connect_errno(fd.get(), addr));
+    shutdown(fd.get(), SHUT_WR);
+    for (const int flags : {0, static_cast<int>(MSG_NOSIGNAL)}) {
+      const int before = g_sigpipes;
+      // With a destination, so the call is supervised (a connected TCP socket ignores it).
+      const ssize_t n = sendto(fd.get(), "x", 1, flags, reinterpret_cast<const sockaddr*>(&addr),
+                               sizeof addr);
+      const std::string name = flags == 0 ? "plain" : "nosignal";
+      report((name + "_errno").c_str(), n < 0 ? errno : 0);
+      report((name + "_sigpipes").c_str(), g_sigpipes - before);
+    }
+  });
+  REQUIRE_FALSE(run.timed_out);
+  CHECK(run.results["connect"] == 0);
+  CHECK(run.results["plain_errno"] == EPIPE);
+  CHECK(run.results["plain_sigpipes"] == 1);
+  CHECK(run.results["nosignal_errno"] == EPIPE);
+  CHECK(run.results["nosignal_sigpipes"] == 0);
+}
