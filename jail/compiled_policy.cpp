@@ -297,20 +297,51 @@ int find_build_id(dl_phdr_info* info, std::size_t, void* data) {
   return 1;  // only the executable
 }
 
+// POSIX ACLs (acl(5)) are never read, only noticed: with one, a file's group bits are the
+// ACL's mask, not what its group may do, and further entries name more users and groups.
+bool has_acl(int fd) {
+  return fgetxattr(fd, "system.posix_acl_access", nullptr, 0) >= 0;  // ENODATA: none
+}
+bool has_acl(const std::string& path) {
+  return getxattr(path.c_str(), "system.posix_acl_access", nullptr, 0) >= 0;
+}
+
+// Whether the policy file `p` (at `path`) lets its group write it: group-writable and no ACL.
+bool group_writes(const struct stat& p, const std::string& path) {
+  return (p.st_mode & S_IWGRP) && !has_acl(path);
+}
+
 // Why the compiled file `c` can be written by someone who cannot write the policy file `p`, or
 // "" (the owner, root or p's owner, is checked by the caller). Group write counts only for
-// p's own group, and only when p is group-writable too; any POSIX ACL is refused rather than
-// read (its entries name further users and groups; write_compiled never leaves one).
+// p's own group, when that group may write p; an ACL on the compiled file is refused.
 std::string more_writable(const struct stat& c, const struct stat& p, const std::string& path) {
   if ((c.st_mode & S_IWOTH) && !(p.st_mode & S_IWOTH))
     return "writable by others, and " + path + " is not";
-  if ((c.st_mode & S_IWGRP) && !((p.st_mode & S_IWGRP) && c.st_gid == p.st_gid))
+  if ((c.st_mode & S_IWGRP) && !(c.st_gid == p.st_gid && group_writes(p, path)))
     return "writable by group " + std::to_string(c.st_gid) + ", which cannot write " + path;
   return "";
 }
 
-bool has_acl(int fd) {
-  return fgetxattr(fd, "system.posix_acl_access", nullptr, 0) >= 0;  // ENODATA: none
+// The compiled file's permission bits for the chain `files`, the last being the policy file
+// `p`. Writable by no one who cannot write p (its owner aside); readable by no one who cannot
+// read every file of the chain, since it holds their texts. `group_given`: the file has p's
+// group. Throws std::runtime_error if a file cannot be stat'ed.
+mode_t compiled_mode(const std::vector<std::string>& files, const struct stat& p,
+                     bool group_given) {
+  mode_t mode = S_IRUSR | S_IWUSR;
+  if (group_given && group_writes(p, files.back())) mode |= S_IWGRP;
+  if (p.st_mode & S_IWOTH) mode |= S_IWOTH;
+  bool group_reads = group_given;
+  bool others_read = true;
+  for (const std::string& f : files) {
+    struct stat st {};
+    if (stat(f.c_str(), &st) != 0) throw std::runtime_error(f + ": " + std::strerror(errno));
+    group_reads = group_reads && (st.st_mode & S_IRGRP) && st.st_gid == p.st_gid && !has_acl(f);
+    others_read = others_read && (st.st_mode & S_IROTH);
+  }
+  if (group_reads) mode |= S_IRGRP;
+  if (others_read) mode |= S_IROTH;
+  return mode;
 }
 
 }  // namespace
@@ -397,14 +428,20 @@ std::string write_compiled(const std::string& ref, const std::string& policies_d
   std::string tmp = out + ".XXXXXX";
   const egress::UniqueFd fd(mkostemp(tmp.data(), O_CLOEXEC));
   if (!fd) throw std::runtime_error("mkostemp(" + tmp + "): " + std::strerror(errno));
-  // The policy file's group and permission bits, so the compiled file is readable by whoever
-  // reads the policy and writable by no one who cannot write it (load_compiled checks the
-  // same). Where the group cannot be given (the writer is not in it), it gets no group write.
-  mode_t mode = (ps.st_mode & 0666) | S_IRUSR | S_IWUSR;
+  // The policy file's owner (when root writes it) and group, so that whoever may run jail
+  // with the policy may read the compiled file; a writer who is not in that group (EPERM)
+  // leaves the group its own, which then gets no access (compiled_mode).
   std::string err;
-  if (fchown(fd.get(), static_cast<uid_t>(-1), ps.st_gid) != 0) {
+  bool group_given = true;
+  if (fchown(fd.get(), geteuid() == 0 ? ps.st_uid : static_cast<uid_t>(-1), ps.st_gid) != 0) {
     if (errno != EPERM) err = std::string("fchown: ") + std::strerror(errno);
-    mode &= ~static_cast<mode_t>(S_IWGRP);
+    group_given = false;
+  }
+  mode_t mode = 0600;
+  try {
+    mode = compiled_mode(im.policy.files, ps, group_given);
+  } catch (const std::runtime_error& e) {
+    if (err.empty()) err = e.what();
   }
   // A default ACL of the directory is inherited by the new file; load_compiled refuses ACLs.
   if (err.empty() && fremovexattr(fd.get(), "system.posix_acl_access") != 0 &&

@@ -329,6 +329,64 @@ TEST_CASE("compiled policy: used only while the build, the directory and every f
   }
 }
 
+TEST_CASE("compiled policy: the file is no more readable or writable than its sources") {
+  egress_test::TempDir dir("jail-compiled");
+  const std::string base = dir.write("base.yaml", "# SECRET-BASE-COMMENT\n");
+  const std::string site = dir.write("site.yaml", "extends: base.yaml\n");
+  REQUIRE(chmod(base.c_str(), 0600) == 0);
+  REQUIRE(chmod(site.c_str(), 0664) == 0);
+  const std::string written = jail::write_compiled(site, dir.path());
+  struct stat st {};
+  REQUIRE(stat(written.c_str(), &st) == 0);
+  // It holds base.yaml's text: readable by no one who cannot read base.yaml. Writable by the
+  // group, as site.yaml is.
+  CHECK((st.st_mode & 07777) == 0620);
+  CHECK(jail::load_compiled(site, dir.path()).image);
+
+  SUBCASE("a policy file with an ACL: its group bits are the mask, not the group's right") {
+    // user::rw-, user:12345:rw-, group::r--, mask::rw-, other::r-- (acl(5) xattr form): the
+    // mode shows 0664, but the file's group may only read it.
+    auto entry = [](std::uint16_t tag, std::uint16_t perm, std::uint32_t id) {
+      std::string e(8, '\0');
+      std::memcpy(e.data(), &tag, 2);
+      std::memcpy(e.data() + 2, &perm, 2);
+      std::memcpy(e.data() + 4, &id, 4);
+      return e;
+    };
+    const std::uint32_t version = 2;
+    std::string acl(reinterpret_cast<const char*>(&version), 4);
+    acl += entry(0x01, 6, 0xffffffff) + entry(0x02, 6, 12345) + entry(0x04, 4, 0xffffffff) +
+           entry(0x10, 6, 0xffffffff) + entry(0x20, 4, 0xffffffff);
+    if (setxattr(site.c_str(), "system.posix_acl_access", acl.data(), acl.size(), 0) != 0) {
+      MESSAGE("skipped: no POSIX ACLs on " << dir.path() << ": " << std::strerror(errno));
+      return;
+    }
+    REQUIRE(stat(site.c_str(), &st) == 0);
+    REQUIRE((st.st_mode & 0777) == 0664);
+    jail::write_compiled(site, dir.path());
+    REQUIRE(stat(written.c_str(), &st) == 0);
+    CHECK((st.st_mode & S_IWGRP) == 0);
+    CHECK(jail::load_compiled(site, dir.path()).image);
+    REQUIRE(chmod(written.c_str(), 0620) == 0);
+    const auto r = jail::load_compiled(site, dir.path());
+    CHECK(!r.image);
+    CHECK(r.why_not ==
+          "writable by group " + std::to_string(st.st_gid) + ", which cannot write " + site);
+  }
+  SUBCASE("written by root for a policy file someone else owns: theirs") {
+    if (geteuid() != 0) {
+      MESSAGE("skipped: needs root");
+      return;
+    }
+    REQUIRE(chown(site.c_str(), 12345, 12345) == 0);
+    REQUIRE(chown(base.c_str(), 12345, 12345) == 0);
+    jail::write_compiled(site, dir.path());
+    REQUIRE(stat(written.c_str(), &st) == 0);
+    CHECK((st.st_uid == 12345 && st.st_gid == 12345));
+    CHECK(jail::load_compiled(site, dir.path()).image);
+  }
+}
+
 TEST_CASE("compiled policy: a policy that names no families compiles to a file that is used") {
   // The default family list is what such a policy gets; it must be in the order decode checks.
   egress_test::TempDir dir("jail-compiled");
