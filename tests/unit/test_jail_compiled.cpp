@@ -18,6 +18,7 @@
 #include "jail/compiled_policy.h"
 #include "jail/filter.h"
 #include "jail/policy.h"
+#include "skip.h"
 #include "temp_dir.h"
 
 namespace {
@@ -259,10 +260,7 @@ TEST_CASE("compiled policy: used only while the build, the directory and every f
     CHECK(jail::load_compiled(file, dir.path()).image);
   }
   SUBCASE("writable by a group that cannot write the policy file") {
-    if (geteuid() != 0) {
-      MESSAGE("skipped: chgrp to another group needs root");
-      return;
-    }
+    if (egress_test::cannot_run(geteuid() == 0, "chgrp to another group needs root")) return;
     REQUIRE(chmod(site.c_str(), 0664) == 0);
     REQUIRE(chmod(written.c_str(), 0664) == 0);
     CHECK(jail::load_compiled(file, dir.path()).image);  // the same group: as writable as site
@@ -287,10 +285,11 @@ TEST_CASE("compiled policy: used only while the build, the directory and every f
     std::string acl(reinterpret_cast<const char*>(&version), 4);
     acl += entry(0x01, 6, 0xffffffff) + entry(0x02, 6, 12345) + entry(0x04, 4, 0xffffffff) +
            entry(0x10, 4, 0xffffffff) + entry(0x20, 4, 0xffffffff);
-    if (setxattr(written.c_str(), "system.posix_acl_access", acl.data(), acl.size(), 0) != 0) {
-      MESSAGE("skipped: no POSIX ACLs on " << dir.path() << ": " << std::strerror(errno));
+    const bool acls =
+        setxattr(written.c_str(), "system.posix_acl_access", acl.data(), acl.size(), 0) == 0;
+    if (egress_test::cannot_run(acls, "no POSIX ACLs on " + dir.path() + ": " +
+                                          std::strerror(errno)))
       return;
-    }
     const auto r = jail::load_compiled(file, dir.path());
     CHECK(!r.image);
     CHECK(r.why_not == "has a POSIX ACL");
@@ -310,10 +309,7 @@ TEST_CASE("compiled policy: used only while the build, the directory and every f
     CHECK(r.why_not == "not a regular file");
   }
   SUBCASE("owned by someone else") {
-    if (geteuid() != 0) {
-      MESSAGE("skipped: chown needs root");
-      return;
-    }
+    if (egress_test::cannot_run(geteuid() == 0, "chown needs root")) return;
     REQUIRE(chown(written.c_str(), 12345, 12345) == 0);
     const auto r = jail::load_compiled(file, dir.path());
     CHECK(!r.image);
@@ -357,10 +353,11 @@ TEST_CASE("compiled policy: the file is no more readable or writable than its so
     std::string acl(reinterpret_cast<const char*>(&version), 4);
     acl += entry(0x01, 6, 0xffffffff) + entry(0x02, 6, 12345) + entry(0x04, 4, 0xffffffff) +
            entry(0x10, 6, 0xffffffff) + entry(0x20, 4, 0xffffffff);
-    if (setxattr(site.c_str(), "system.posix_acl_access", acl.data(), acl.size(), 0) != 0) {
-      MESSAGE("skipped: no POSIX ACLs on " << dir.path() << ": " << std::strerror(errno));
+    const bool acls =
+        setxattr(site.c_str(), "system.posix_acl_access", acl.data(), acl.size(), 0) == 0;
+    if (egress_test::cannot_run(acls, "no POSIX ACLs on " + dir.path() + ": " +
+                                          std::strerror(errno)))
       return;
-    }
     REQUIRE(stat(site.c_str(), &st) == 0);
     REQUIRE((st.st_mode & 0777) == 0664);
     jail::write_compiled(site, dir.path());
@@ -374,10 +371,7 @@ TEST_CASE("compiled policy: the file is no more readable or writable than its so
           "writable by group " + std::to_string(st.st_gid) + ", which cannot write " + site);
   }
   SUBCASE("written by root for a policy file someone else owns: theirs") {
-    if (geteuid() != 0) {
-      MESSAGE("skipped: needs root");
-      return;
-    }
+    if (egress_test::cannot_run(geteuid() == 0, "chown needs root")) return;
     REQUIRE(chown(site.c_str(), 12345, 12345) == 0);
     REQUIRE(chown(base.c_str(), 12345, 12345) == 0);
     jail::write_compiled(site, dir.path());

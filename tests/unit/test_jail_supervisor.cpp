@@ -40,6 +40,7 @@
 #include "jail/missing_defs.h"
 #include "jail/policy.h"
 #include "jail/supervisor.h"
+#include "skip.h"
 
 namespace {
 
@@ -560,10 +561,9 @@ TEST_CASE("jail supervisor: a thread id used again after its thread ended gets a
   // and a new one is given the same id, the kept pidfd names the dead thread: pidfd_getfd
   // fails on it (ESRCH), and the connect must still be performed on the new thread's socket.
   // The kernel hands out the id again when told to (ns_last_pid, which needs root).
-  if (geteuid() != 0) {
-    MESSAGE("skipped: making the kernel reuse a thread id needs root (ns_last_pid)");
+  if (egress_test::cannot_run(geteuid() == 0,
+                              "making the kernel reuse a thread id needs root (ns_last_pid)"))
     return;
-  }
   TcpListener listener("127.0.0.1", 16);
   const sockaddr_in addr = in4("127.0.0.1", listener.port);
   Run run = run_confined(test_policy(), false, [&](const Reporter& report) {
