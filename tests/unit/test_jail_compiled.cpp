@@ -79,6 +79,28 @@ void put(const std::string& path, const std::vector<std::uint8_t>& bytes) {
   put(path, std::string(bytes.begin(), bytes.end()));
 }
 
+// A system.posix_acl_access value (acl(5), the xattr form: version 2, then (tag, perm, id)
+// entries sorted by tag): user::rw-, user:12345:rw-, group::r--, mask::`mask`, other::r--.
+std::string acl_xattr(std::uint16_t mask) {
+  auto entry = [](std::uint16_t tag, std::uint16_t perm, std::uint32_t id) {
+    std::string e(8, '\0');
+    std::memcpy(e.data(), &tag, 2);
+    std::memcpy(e.data() + 2, &perm, 2);
+    std::memcpy(e.data() + 4, &id, 4);
+    return e;
+  };
+  constexpr std::uint32_t kNoId = 0xffffffff;
+  const std::uint32_t version = 2;
+  return std::string(reinterpret_cast<const char*>(&version), 4) + entry(0x01, 6, kNoId) +
+         entry(0x02, 6, 12345) + entry(0x04, 4, kNoId) + entry(0x10, mask, kNoId) +
+         entry(0x20, 4, kNoId);
+}
+
+// False where the filesystem has no POSIX ACLs.
+bool set_acl(const std::string& path, const std::string& acl) {
+  return setxattr(path.c_str(), "system.posix_acl_access", acl.data(), acl.size(), 0) == 0;
+}
+
 }  // namespace
 
 TEST_CASE("compiled policy: this binary has a build ID (compiled files need one)") {
@@ -270,25 +292,9 @@ TEST_CASE("compiled policy: used only while the build, the directory and every f
     CHECK(r.why_not == "writable by group 12345, which cannot write " + site);
   }
   SUBCASE("a POSIX ACL on the compiled file, and one inherited when it is written") {
-    // system.posix_acl_access (acl(5), the xattr form): version 2, then (tag, perm, id)
-    // entries sorted by tag: user::rw-, user:12345:rw-, group::r--, mask::r--, other::r--.
-    // The mask (the mode's group bits) keeps the file looking group-read-only: the ACL itself
-    // is what is refused.
-    auto entry = [](std::uint16_t tag, std::uint16_t perm, std::uint32_t id) {
-      std::string e(8, '\0');
-      std::memcpy(e.data(), &tag, 2);
-      std::memcpy(e.data() + 2, &perm, 2);
-      std::memcpy(e.data() + 4, &id, 4);
-      return e;
-    };
-    const std::uint32_t version = 2;
-    std::string acl(reinterpret_cast<const char*>(&version), 4);
-    acl += entry(0x01, 6, 0xffffffff) + entry(0x02, 6, 12345) + entry(0x04, 4, 0xffffffff) +
-           entry(0x10, 4, 0xffffffff) + entry(0x20, 4, 0xffffffff);
-    const bool acls =
-        setxattr(written.c_str(), "system.posix_acl_access", acl.data(), acl.size(), 0) == 0;
-    if (egress_test::cannot_run(acls, "no POSIX ACLs on " + dir.path() + ": " +
-                                          std::strerror(errno)))
+    // The mask r-- keeps the file looking group-read-only: the ACL itself is what is refused.
+    const std::string acl = acl_xattr(4);
+    if (egress_test::cannot_run(set_acl(written, acl), "no POSIX ACLs on " + dir.path()))
       return;
     const auto r = jail::load_compiled(file, dir.path());
     CHECK(!r.image);
@@ -340,23 +346,8 @@ TEST_CASE("compiled policy: the file is no more readable or writable than its so
   CHECK(jail::load_compiled(site, dir.path()).image);
 
   SUBCASE("a policy file with an ACL: its group bits are the mask, not the group's right") {
-    // user::rw-, user:12345:rw-, group::r--, mask::rw-, other::r-- (acl(5) xattr form): the
-    // mode shows 0664, but the file's group may only read it.
-    auto entry = [](std::uint16_t tag, std::uint16_t perm, std::uint32_t id) {
-      std::string e(8, '\0');
-      std::memcpy(e.data(), &tag, 2);
-      std::memcpy(e.data() + 2, &perm, 2);
-      std::memcpy(e.data() + 4, &id, 4);
-      return e;
-    };
-    const std::uint32_t version = 2;
-    std::string acl(reinterpret_cast<const char*>(&version), 4);
-    acl += entry(0x01, 6, 0xffffffff) + entry(0x02, 6, 12345) + entry(0x04, 4, 0xffffffff) +
-           entry(0x10, 6, 0xffffffff) + entry(0x20, 4, 0xffffffff);
-    const bool acls =
-        setxattr(site.c_str(), "system.posix_acl_access", acl.data(), acl.size(), 0) == 0;
-    if (egress_test::cannot_run(acls, "no POSIX ACLs on " + dir.path() + ": " +
-                                          std::strerror(errno)))
+    // The mask rw- makes the mode show 0664, but the file's group (group::r--) may only read.
+    if (egress_test::cannot_run(set_acl(site, acl_xattr(6)), "no POSIX ACLs on " + dir.path()))
       return;
     REQUIRE(stat(site.c_str(), &st) == 0);
     REQUIRE((st.st_mode & 0777) == 0664);
