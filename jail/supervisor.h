@@ -1,8 +1,9 @@
 // The connect()/sendto() supervisor: serves the seccomp user-notification listener of the
 // jailed process tree (SECCOMP_RET_USER_NOTIF, see seccomp_unotify(2)).
 //
-// For each notification: open a pidfd for the caller, check the notification is still valid
-// (SECCOMP_IOCTL_NOTIF_ID_VALID), copy the sockaddr once, check validity again, decide
+// For each notification: take a pidfd for the caller (thread pidfds are kept between calls),
+// duplicate its socket, copy the sockaddr once, check the notification is still valid
+// (SECCOMP_IOCTL_NOTIF_ID_VALID: then all of that was read from the caller), decide
 // (jail/destination.h). An allowed inet/inet6 destination is connected by the supervisor itself
 // on a pidfd_getfd() duplicate of the caller's socket with the copy it checked, and that result
 // is returned; AF_UNIX gets SECCOMP_USER_NOTIF_FLAG_CONTINUE. A denial returns an errno and
