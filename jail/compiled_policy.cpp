@@ -411,13 +411,13 @@ std::string write_compiled(const std::string& ref, const std::string& policies_d
   im.policies_dir = policies_dir;
   im.bpf = compile_filter(im.policy, im.arch).bpf();
   const std::vector<std::uint8_t> bytes = encode(im);
+  const std::string& file = im.policy.files.back();
+  const std::string out = compiled_path(file);
   // What is written must be what load_compiled accepts (the caps, the canonical order of
   // families): refused here, with the reason, rather than written and never used.
   if (auto back = decode(bytes); auto* why = std::get_if<std::string>(&back))
-    throw std::runtime_error(compiled_path(im.policy.files.back()) + ": not written: " + *why);
+    throw std::runtime_error(out + ": not written: " + *why);
 
-  const std::string& file = im.policy.files.back();
-  const std::string out = compiled_path(file);
   struct stat ps {};
   if (stat(file.c_str(), &ps) != 0)
     throw std::runtime_error(file + ": " + std::strerror(errno));
