@@ -3,7 +3,7 @@
 # per-syscall cost of the filter and the connect supervisor. Writes the jail section of
 # docs/BENCHMARKS.md. A few minutes; needs root. Not a test: ctest does not run it.
 #
-#   bench/jail.sh [--runs N] [--rounds N]
+#   bench/jail.sh [--runs N] [--rounds N] [--seed N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -13,6 +13,7 @@ import argparse
 import ctypes
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -98,12 +99,19 @@ def time_run(argv: "list[str]") -> float:
     return dt * 1e3
 
 
-def startup(cs, runs: int) -> "dict[str, list[float]]":
+def startup(cs, runs: int, seed: int) -> "dict[str, list[float]]":
+    """Every command once per round, in an order shuffled afresh each round. A command's time
+    depends on the one run just before it (what that one left to the kernel to finish, what it
+    left in the caches): in a fixed order A B C ..., `unshare -m` always ran after `bare`, and
+    that alone made it 7 % faster than after any other command (docs/BENCHMARKS.md)."""
     res = {k: [] for k, _ in cs}
     for _, argv in cs:  # warm the page cache
         time_run(argv)
-    for _ in range(runs):  # A B C A B C ...
-        for k, argv in cs:
+    rng = random.Random(seed)
+    order = list(cs)
+    for _ in range(runs):
+        rng.shuffle(order)
+        for k, argv in order:
             res[k].append(time_run(argv))
     return res
 
@@ -154,8 +162,9 @@ def report(args, st, gp, cn, cnb, elapsed: float) -> str:
              f"{platform.release()}. Everything ran in a network namespace of its own "
              "(loopback only).\n")
     L.append("### Method\n")
-    L.append(f"* Start-up: each command run {args.runs} times, alternating (A B C, A B C, ...), "
-             "timed from Python's `subprocess.run` call to the child's exit (the same fork/exec "
+    L.append(f"* Start-up: each command run {args.runs} times, alternating: every command once "
+             f"per round, in an order shuffled each round (seed {args.seed}: `--seed` repeats it), "
+             "so that no command always runs after the same one; timed from Python's `subprocess.run` call to the child's exit (the same fork/exec "
              "overhead is in every figure). Policy for jail: "
              f"`{os.path.relpath(args.policy, REPO) if os.path.isabs(args.policy) else args.policy}`, "
              "read from its YAML (`jail`) and compiled beforehand with `jail --compile-policy` "
@@ -233,6 +242,8 @@ def main() -> int:
     ap.add_argument("--micro", required=True, help="the built bench/jail_micro.c")
     ap.add_argument("--policy", default=str(REPO / "policies/jail/default.yaml"))
     ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=None,
+                    help="the start-up order's shuffle (default: a fresh one, reported)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls", type=int, default=200000)
     ap.add_argument("--connects", type=int, default=2000)
@@ -241,6 +252,8 @@ def main() -> int:
     if os.geteuid() != 0:
         print("jail_bench: needs root (network namespace)", file=sys.stderr)
         return 2
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1 << 32)
     t0 = time.monotonic()
     ns = enter_private_netns()
     scratch = None
@@ -248,7 +261,7 @@ def main() -> int:
         yaml_args, compiled_args, scratch = policy_copies(args.jail, args.policy)
         cs = contenders(args.jail, yaml_args, compiled_args)
         log(f"start-up: {', '.join(k for k, _ in cs)}; {args.runs} runs each")
-        st = startup(cs, args.runs)
+        st = startup(cs, args.runs, args.seed)
         log("per-syscall micro-benchmarks")
         gp, cn, cnb = micro(args.jail, compiled_args, args.micro, args.rounds, args.calls,
                             args.connects)
