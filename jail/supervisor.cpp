@@ -7,6 +7,7 @@
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -17,7 +18,6 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -255,35 +255,57 @@ Reply perform(const Call& call) {
 
 }  // namespace
 
+// Who receives notifications. Until the first blocking call, jail's main thread does, from its
+// poll loop (serve()): most sessions never make one, and then no thread is ever started. The
+// first one moves receiving to worker threads for good, which take turns (a leader/follower
+// pool): the thread holding the receive token polls the listener, receives and handles each
+// notification; before a call that may block it hands the token to an idle thread and
+// performs the call itself, so no blocking call waits for a hand-over between threads (a
+// futex wake and a thread switch, about 13 µs here, docs/BENCHMARKS.md). One thread is
+// always left to receive: when none is idle and no more may start, the call is queued for
+// the next thread that finishes one.
 struct Supervisor::Impl {
   egress::UniqueFd listener;
+  // eventfd(2): written when the workers must stop (stop()) or have stopped on their own (the
+  // listener hung up or failed). Once workers receive, jail's loop polls this instead of the
+  // listener and closes the listener when it fires (serve()).
+  egress::UniqueFd done_event;
   Policy policy;
   SupervisorOptions options;
   ViolationLog log;
   seccomp_notif_sizes sizes{};
-  PidfdCache pidfds;  // serve()'s thread only
+
+  // The receive token. Its holder alone uses what follows (and calls handle()).
+  std::mutex token;
+  PidfdCache pidfds;
   std::vector<std::uint8_t> recv_buf;  // SECCOMP_IOCTL_NOTIF_RECV's, sizes.seccomp_notif long
 
-  std::vector<std::thread> workers;  // started on demand by serve()'s thread, joined in stop()
+  std::atomic<bool> workers_receive{false};  // set once, by the main thread
   std::mutex mu;
-  std::condition_variable wake;
-  std::deque<Call> queue;       // guarded by mu
-  std::vector<int> in_flight;   // duplicates being connected by workers; guarded by mu
-  bool stopping = false;        // guarded by mu
-  std::size_t idle = 0;         // workers waiting for a call; guarded by mu
+  std::vector<std::thread> workers;  // joined in stop(); guarded by mu
+  std::deque<Call> queue;            // blocking calls waiting for a thread; guarded by mu
+  std::vector<int> in_flight;        // duplicates in blocking calls; guarded by mu
+  std::size_t idle = 0;              // workers waiting for the token; guarded by mu
+  bool stopping = false;             // guarded by mu
 
   Impl(egress::UniqueFd fd, const Policy& p, SupervisorOptions o)
       : listener(std::move(fd)), policy(p), options(o), log(o.log_fd) {}
 
   bool serve(short revents);
-  void handle(const seccomp_notif& n);
+  enum class Received { call, none, done };
+  Received receive(seccomp_notif& n);
+  void handle(const seccomp_notif& n, std::unique_lock<std::mutex>& held);
+  void dispatch(Call call, const SocketInfo& info, std::unique_lock<std::mutex>& held);
+  void hand_over_first(Call call);
+  void perform_blocking(Call call);
   void work();
+  void lead(std::unique_lock<std::mutex>& held);
+  bool start_worker();  // mu held
+  void finish();
   void send(std::uint64_t id, const Reply& reply);
   void answer(const Call& call, const Reply& reply);
   bool id_valid(std::uint64_t id);
   void log_violation(const seccomp_notif& n, NetSyscall syscall, const Decision& d, bool watch);
-  void dispatch(Call call, const SocketInfo& info);
-  void start_worker();
   void stop();
 };
 
@@ -336,7 +358,7 @@ void Supervisor::Impl::log_violation(const seccomp_notif& n, NetSyscall syscall,
   log.write(v);
 }
 
-void Supervisor::Impl::handle(const seccomp_notif& n) {
+void Supervisor::Impl::handle(const seccomp_notif& n, std::unique_lock<std::mutex>& held) {
   NetSyscall syscall_kind;
   if (n.data.arch != kNativeAuditArch) {
     send(n.id, fail_with(ENOSYS));  // the filter kills other ABIs; never reached
@@ -463,54 +485,89 @@ void Supervisor::Impl::handle(const seccomp_notif& n) {
   // supervisor's own buffer in the kernel after the call returns (and report completions on
   // the target's error queue), MSG_CMSG_CLOEXEC and the like mean nothing to sendto.
   call.flags = flags & kSendtoFlags;
-  dispatch(std::move(call), info);
+  dispatch(std::move(call), info, held);
 }
 
-void Supervisor::Impl::dispatch(Call call, const SocketInfo& info) {
+void Supervisor::Impl::dispatch(Call call, const SocketInfo& info,
+                                std::unique_lock<std::mutex>& held) {
   const bool dontwait =
       call.syscall == NetSyscall::sendto && (call.flags & MSG_DONTWAIT) != 0;
   if (info.nonblocking || dontwait || info.type == SOCK_DGRAM) {
     // The file description's O_NONBLOCK is shared with the session, which could clear it
     // after socket_info() read it: a send the caller made non-blocking stays so whatever
-    // happens to the flag (MSG_DONTWAIT), so this loop, which also forwards jail's signals,
-    // cannot be held by a peer that stops reading. (A connect has no such flag: README,
-    // "Limits".)
+    // happens to the flag (MSG_DONTWAIT), so the receiving thread (at first jail's loop,
+    // which also forwards signals) cannot be held by a peer that stops reading. (A connect
+    // has no such flag: README, "Limits".)
     if (call.syscall == NetSyscall::sendto && info.nonblocking) call.flags |= MSG_DONTWAIT;
     answer(call, perform(call));  // returns at once (EINPROGRESS, EAGAIN) or never blocks
     return;
   }
+  if (!workers_receive) {
+    hand_over_first(std::move(call));
+    return;
+  }
+  // A worker holding the token: another thread takes it (one that waits for it, or one
+  // started now) and this one performs the call.
   std::unique_lock lock(mu);
-  if (queue.size() >= kMaxQueuedCalls) {
+  if (idle == 0 && !start_worker()) {
+    // Every other thread is busy with a blocking call and no more may start: the call waits
+    // for the first that finishes, and this one goes on receiving. (With no other thread at
+    // all, one could not start: nobody would take it.)
+    const bool full = queue.size() >= kMaxQueuedCalls;
+    if (full || workers.size() < 2) {
+      lock.unlock();
+      if (full) note("blocking connect queue full", EAGAIN);
+      send(call.id, fail_with(EAGAIN));
+      return;
+    }
+    queue.push_back(std::move(call));
+    return;
+  }
+  in_flight.push_back(call.sock.get());
+  lock.unlock();
+  held.unlock();  // another thread receives now
+  perform_blocking(std::move(call));
+}
+
+// The first blocking call, received by jail's main thread: it goes to a worker (the one
+// hand-over there is), and from now on workers receive (fd() is done_event from here on).
+void Supervisor::Impl::hand_over_first(Call call) {
+  if (!done_event) {
+    done_event = egress::UniqueFd(eventfd(0, EFD_CLOEXEC));
+    if (!done_event) {
+      note("eventfd", errno);
+      send(call.id, fail_with(EAGAIN));  // the main thread goes on receiving
+      return;
+    }
+  }
+  std::unique_lock lock(mu);
+  if (!start_worker()) {
     lock.unlock();
-    note("blocking connect queue full", EAGAIN);
     send(call.id, fail_with(EAGAIN));
     return;
   }
   queue.push_back(std::move(call));
-  // Workers start when the first blocking connect needs one (most sessions use non-blocking
-  // sockets or none at all): a jail that never needs them pays no thread creation at start.
-  const bool more = idle == 0 && workers.size() < static_cast<std::size_t>(
-                                                      std::max(1, options.workers));
-  lock.unlock();
-  if (more) {
-    try {
-      start_worker();
-    } catch (const std::system_error& e) {
-      note("starting a connect worker", e.code().value());
-      if (workers.empty()) {  // nobody would ever take the call
-        lock.lock();
-        Call orphan = std::move(queue.back());
-        queue.pop_back();
-        lock.unlock();
-        send(orphan.id, fail_with(EAGAIN));
-        return;
-      }
-    }
-  }
-  wake.notify_one();
+  // A second thread receives while the first performs the call. Without it (it could not
+  // start), the first receives once it is done.
+  start_worker();
+  workers_receive = true;
 }
 
-void Supervisor::Impl::start_worker() {
+// Performs a call that may block, its socket already in in_flight, and answers it.
+void Supervisor::Impl::perform_blocking(Call call) {
+  const Reply reply = perform(call);
+  {
+    std::lock_guard lock(mu);
+    in_flight.erase(std::find(in_flight.begin(), in_flight.end(), call.sock.get()));
+  }
+  // If the target was killed meanwhile, SEND fails with ENOENT: nothing to do.
+  answer(call, reply);
+}
+
+bool Supervisor::Impl::start_worker() {
+  if (stopping ||
+      workers.size() >= static_cast<std::size_t>(std::max(1, options.workers)) + 1)
+    return false;
   // Workers start with every signal blocked, so the jail's signal forwarding (a signalfd on
   // the main thread) sees them all, and a worker's connect is never cut short by EINTR.
   sigset_t all, old;
@@ -520,53 +577,119 @@ void Supervisor::Impl::start_worker() {
     sigset_t* old;
     ~Restore() { pthread_sigmask(SIG_SETMASK, old, nullptr); }
   } restore{&old};
-  workers.emplace_back([this] { work(); });
+  try {
+    workers.emplace_back([this] { work(); });
+  } catch (const std::system_error& e) {
+    note("starting a connect worker", e.code().value());
+    return false;
+  }
+  return true;
 }
 
 void Supervisor::Impl::work() {
   for (;;) {
+    // A queued call first: it waits for a thread, while the listener has one already.
     std::unique_lock lock(mu);
+    if (stopping) return;
+    if (!queue.empty()) {
+      Call call = std::move(queue.front());
+      queue.pop_front();
+      in_flight.push_back(call.sock.get());
+      lock.unlock();
+      perform_blocking(std::move(call));
+      continue;
+    }
     ++idle;
-    wake.wait(lock, [&] { return stopping || !queue.empty(); });
+    lock.unlock();
+    std::unique_lock held(token);
+    lock.lock();
     --idle;
     if (stopping) return;
-    Call call = std::move(queue.front());
-    queue.pop_front();
-    in_flight.push_back(call.sock.get());
     lock.unlock();
-
-    const Reply reply = perform(call);
-
-    lock.lock();
-    in_flight.erase(std::find(in_flight.begin(), in_flight.end(), call.sock.get()));
-    lock.unlock();
-    // If the target was killed meanwhile, SEND fails with ENOENT: nothing to do.
-    answer(call, reply);
+    lead(held);
   }
 }
 
-bool Supervisor::Impl::serve(short revents) {
-  if (!(revents & POLLIN)) return !(revents & (POLLHUP | POLLERR | POLLNVAL));
+// Receives and handles notifications while this thread holds the token.
+void Supervisor::Impl::lead(std::unique_lock<std::mutex>& held) {
+  while (held.owns_lock()) {
+    pollfd p[2] = {{listener.get(), POLLIN, 0}, {done_event.get(), POLLIN, 0}};
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      note("poll", errno);
+      finish();
+      return;
+    }
+    if (p[1].revents != 0) return;  // stopping
+    if (!(p[0].revents & POLLIN)) {
+      // POLLHUP: no task uses the filter any more; nothing will ever arrive.
+      finish();
+      return;
+    }
+    seccomp_notif n{};
+    const Received r = receive(n);
+    if (r == Received::done) {
+      finish();
+      return;
+    }
+    if (r == Received::call) handle(n, held);
+  }
+}
+
+// The workers stop on their own (the listener hung up or failed): jail's loop, polling
+// done_event, then closes the listener (serve()).
+void Supervisor::Impl::finish() {
+  {
+    std::lock_guard lock(mu);
+    stopping = true;
+    queue.clear();
+    for (const int fd : in_flight) shutdown(fd, SHUT_RDWR);
+  }
+  const std::uint64_t one = 1;
+  if (write(done_event.get(), &one, sizeof one) < 0) note("write(eventfd)", errno);
+}
+
+Supervisor::Impl::Received Supervisor::Impl::receive(seccomp_notif& n) {
   // seccomp_unotify(2): the buffer must be zeroed before SECCOMP_IOCTL_NOTIF_RECV.
   std::fill(recv_buf.begin(), recv_buf.end(), std::uint8_t{0});
   if (ioctl(listener.get(), SECCOMP_IOCTL_NOTIF_RECV, recv_buf.data()) < 0) {
     const int error = errno;
     // ENOENT: the target was killed or its call interrupted before we received it.
-    if (error == ENOENT || error == EINTR) return true;
-    // Anything else would repeat forever. Closing the listener makes the kernel fail every
-    // notified call with ENOSYS (closed); the workers, which answer on it, are stopped first.
+    if (error == ENOENT || error == EINTR) return Received::none;
+    // Anything else would repeat forever: the listener is closed (serve()), and the kernel
+    // fails every notified call with ENOSYS (closed, not open).
     note("SECCOMP_IOCTL_NOTIF_RECV", error);
+    return Received::done;
+  }
+  std::memcpy(&n, recv_buf.data(), sizeof n);
+  return Received::call;
+}
+
+bool Supervisor::Impl::serve(short revents) {
+  if (workers_receive) {
+    // done_event: the workers have stopped. The workers, which answer on the listener, are
+    // joined before it is closed.
+    if (revents == 0) return true;
     stop();
     listener.reset();
     return false;
   }
+  if (!(revents & POLLIN)) return !(revents & (POLLHUP | POLLERR | POLLNVAL));
+  std::unique_lock held(token);  // no worker runs yet: never contended
   seccomp_notif n{};
-  std::memcpy(&n, recv_buf.data(), sizeof n);
-  handle(n);
+  const Received r = receive(n);
+  if (r == Received::done) {
+    held.unlock();
+    stop();
+    listener.reset();
+    return false;
+  }
+  if (r == Received::call) handle(n, held);
   return true;
 }
 
 void Supervisor::Impl::stop() {
+  std::vector<std::thread> joining;
   {
     std::lock_guard lock(mu);
     stopping = true;
@@ -575,10 +698,12 @@ void Supervisor::Impl::stop() {
     // socket aborts it, so the workers can be joined now; this runs when the jail ends (or
     // the listener failed). Queued calls get no answer: closing the listener fails them.
     for (const int fd : in_flight) shutdown(fd, SHUT_RDWR);
+    joining.swap(workers);
   }
-  wake.notify_all();
-  for (std::thread& t : workers) t.join();
-  workers.clear();
+  // Wakes the worker in poll(); the others see `stopping` as they take the token in turn.
+  const std::uint64_t one = 1;
+  if (done_event && write(done_event.get(), &one, sizeof one) < 0) note("write(eventfd)", errno);
+  for (std::thread& t : joining) t.join();
 }
 
 Supervisor::Supervisor(egress::UniqueFd listener, const Policy& policy, SupervisorOptions options)
@@ -593,7 +718,9 @@ Supervisor::~Supervisor() {
   if (impl_) impl_->stop();
 }
 
-int Supervisor::fd() const { return impl_->listener.get(); }
+int Supervisor::fd() const {
+  return impl_->workers_receive ? impl_->done_event.get() : impl_->listener.get();
+}
 
 bool Supervisor::serve(short revents) { return impl_->serve(revents); }
 

@@ -22,7 +22,7 @@ namespace jail {
 struct SupervisorOptions {
   bool watch = false;  // learn mode: log what would be denied, allow it
   int log_fd = 2;      // JSON lines go here (not owned); --log FILE opens it
-  int workers = 4;     // threads for blocking connects
+  int workers = 4;     // blocking calls performed at once (threads: one more, to receive)
 };
 
 class Supervisor {
@@ -34,14 +34,18 @@ class Supervisor {
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
-  // The supervisor has no thread of its own: the caller polls fd() for POLLIN (with its other
-  // fds, as jail's main loop does) and calls serve() with the revents. Blocking connects are
-  // handed to worker threads, started on demand, so serve() never waits on the network.
+  // The caller polls fd() for POLLIN (with its other fds, as jail's main loop does) and calls
+  // serve() with the revents; fd() can change after a serve(), so read it before each poll.
+  // At first fd() is the listener and serve() handles one notification on the caller's
+  // thread. A call that may block (a blocking connect or send) is never performed there: the
+  // first one moves receiving to worker threads for good, and fd() becomes an event that
+  // fires only when they stop (the listener hung up or failed). So serve() never waits on the
+  // network, and a session that makes no blocking call starts no thread.
   int fd() const;
-  // Handles one notification when `revents` has POLLIN. Returns false once the listener is
-  // done: POLLHUP (no task uses the filter any more), or an error that would repeat, after
-  // which the supervisor stops its workers and closes the listener, so the kernel fails every
-  // notified call with ENOSYS (closed, not open). Stop polling it then.
+  // Returns false once the supervisor is done: the listener hung up (no task uses the filter
+  // any more) or failed with an error that would repeat; the workers are then stopped and
+  // the listener closed, so the kernel fails every notified call with ENOSYS (closed, not
+  // open). Stop polling it then.
   bool serve(short revents);
 
  private:

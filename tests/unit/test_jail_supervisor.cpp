@@ -556,6 +556,55 @@ TEST_CASE("jail supervisor: stopping aborts pending connects, then calls fail cl
   CHECK_FALSE(open_listener.pending());
 }
 
+TEST_CASE("jail supervisor: with every worker in a slow connect, one thread still receives") {
+  // run_confined's supervisor has 2 workers: two blocking connects at once, a third queued.
+  // The thread left receiving must not take the third itself, or the non-blocking connect
+  // and the denial after it would wait for a SYN retransmission.
+  const jail::Policy policy = test_policy();
+  TcpListener full("127.0.0.1", 0);
+  const UniqueFd filler(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const sockaddr_in full_addr = in4("127.0.0.1", full.port);
+  REQUIRE(connect_errno(filler.get(), full_addr) == 0);
+  TcpListener fast("127.0.0.1", 16);
+  const std::uint16_t fast_port = fast.port;
+
+  Run run = run_confined(
+      policy, false,
+      [&](const Reporter& report) {
+        std::atomic<int> slow_done{0};
+        std::vector<std::thread> slow;
+        for (int i = 0; i < 3; ++i) {
+          slow.emplace_back([&, i] {
+            const int rc = connect_new(SOCK_STREAM, full_addr);
+            ++slow_done;
+            report(("slow" + std::to_string(i)).c_str(), rc);
+          });
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        const UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+        report("nonblocking", connect_errno(s.get(), in4("127.0.0.1", fast_port)));
+        report("denied", connect_new(SOCK_STREAM, in4("127.0.0.2", fast_port)));
+        report("slow_done_before_stop", slow_done.load());
+        report("stop_now", 0);
+        for (std::thread& t : slow) t.join();
+      },
+      [&](const std::string& name, long, std::unique_ptr<jail::Supervisor>& supervisor) {
+        if (name == "stop_now") supervisor.reset();  // aborts two, fails the queued one
+      });
+  REQUIRE_FALSE(run.timed_out);
+  CHECK(run.results["nonblocking"] == EINPROGRESS);
+  CHECK(run.results["denied"] == EACCES);
+  CHECK(run.results["slow_done_before_stop"] == 0);
+  int enosys = 0;
+  for (const char* name : {"slow0", "slow1", "slow2"}) {
+    REQUIRE(run.results.count(name) == 1);
+    CHECK(run.results[name] != 0);
+    enosys += run.results[name] == ENOSYS ? 1 : 0;
+  }
+  CHECK(enosys == 1);  // the queued one: no answer, the closed listener fails it
+  CHECK(has_line(run.log, {"\"verdict\":\"deny\"", "127.0.0.2"}));
+}
+
 TEST_CASE("jail supervisor: a thread id used again after its thread ended gets a fresh pidfd") {
   // The supervisor keeps the pidfd of each thread that connected. When that thread has ended
   // and a new one is given the same id, the kept pidfd names the dead thread: pidfd_getfd
