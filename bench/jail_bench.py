@@ -207,9 +207,11 @@ def report(args, st, gp, cn, cnb, elapsed: float) -> str:
              f"{', '.join(f'{pct(sorted(r), 50):.1f}' for r in cnb['bare'])}; "
              f"{', '.join(f'{pct(sorted(r), 50):.1f}' for r in cnb['jail'])} |")
     L.append("")
-    L.append("A blocking connect is handed by the supervisor to a worker thread (so one slow "
-             "connect cannot hold up the others): that hop is in the blocking figure; a "
-             "non-blocking connect is performed on the notification loop itself.")
+    L.append("A non-blocking connect is performed by the thread that received its "
+             "notification. So is a blocking one, but first that thread (a worker, once the "
+             "session has made a blocking call) passes receiving on to another worker, so one "
+             "slow connect cannot hold up the others: that futex wake is in the blocking "
+             "figure.")
     L.append("")
     L.append("### Goals (issue 4)\n")
     L.append("| goal | measured | verdict |")

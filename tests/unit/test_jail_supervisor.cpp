@@ -108,6 +108,16 @@ struct TcpListener {
   }
 };
 
+// A listener with backlog 0 and one connection already queued drops further SYNs
+// (tcp_conn_request(): accept queue full), so a blocking connect to it stays in SYN_SENT
+// until the queue drains and the SYN is retransmitted (about a second later): a slow connect.
+struct FullListener {
+  TcpListener listener{"127.0.0.1", 0};
+  UniqueFd filler{socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+  sockaddr_in addr = in4("127.0.0.1", listener.port);
+  FullListener() { REQUIRE(connect_errno(filler.get(), addr) == 0); }
+};
+
 UniqueFd unix_listener(const std::string& path) {  // a leading '\0' makes it abstract
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   REQUIRE(fd);
@@ -487,15 +497,10 @@ TEST_CASE("jail supervisor: watch mode logs and allows") {
 }
 
 TEST_CASE("jail supervisor: a blocking connect waits on a worker, not on the loop") {
-  // A listener with backlog 0 and one connection already queued drops further SYNs
-  // (tcp_conn_request(): accept queue full), so a blocking connect to it stays in SYN_SENT
-  // until the queue drains and the SYN is retransmitted (about a second later).
   const jail::Policy policy = test_policy();
-  TcpListener full("127.0.0.1", 0);
+  FullListener full;
+  const sockaddr_in full_addr = full.addr;
   TcpListener fast("127.0.0.1", 16);
-  const UniqueFd filler(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  const sockaddr_in full_addr = in4("127.0.0.1", full.port);
-  REQUIRE(connect_errno(filler.get(), full_addr) == 0);
   const std::uint16_t fast_port = fast.port;
 
   Run run = run_confined(
@@ -516,7 +521,7 @@ TEST_CASE("jail supervisor: a blocking connect waits on a worker, not on the loo
       },
       [&](const std::string& name, long, std::unique_ptr<jail::Supervisor>&) {
         if (name == "slow_pending_at_fast") {
-          const UniqueFd accepted(accept4(full.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+          const UniqueFd accepted(accept4(full.listener.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
           CHECK(accepted);  // the queue drains; the retransmitted SYN gets through
         }
       });
@@ -529,10 +534,8 @@ TEST_CASE("jail supervisor: a blocking connect waits on a worker, not on the loo
 
 TEST_CASE("jail supervisor: stopping aborts pending connects, then calls fail closed") {
   const jail::Policy policy = test_policy();
-  TcpListener full("127.0.0.1", 0);
-  const UniqueFd filler(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  const sockaddr_in full_addr = in4("127.0.0.1", full.port);
-  REQUIRE(connect_errno(filler.get(), full_addr) == 0);
+  FullListener full;
+  const sockaddr_in full_addr = full.addr;
   TcpListener open_listener("127.0.0.1", 16);
   const std::uint16_t open_port = open_listener.port;
 
@@ -561,10 +564,8 @@ TEST_CASE("jail supervisor: with every worker in a slow connect, one thread stil
   // The thread left receiving must not take the third itself, or the non-blocking connect
   // and the denial after it would wait for a SYN retransmission.
   const jail::Policy policy = test_policy();
-  TcpListener full("127.0.0.1", 0);
-  const UniqueFd filler(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  const sockaddr_in full_addr = in4("127.0.0.1", full.port);
-  REQUIRE(connect_errno(filler.get(), full_addr) == 0);
+  FullListener full;
+  const sockaddr_in full_addr = full.addr;
   TcpListener fast("127.0.0.1", 16);
   const std::uint16_t fast_port = fast.port;
 
