@@ -297,7 +297,8 @@ void report_start(const LaunchOptions& o, const ChildMsg& m, pid_t pid, const st
 }
 
 // Serves the supervisor and forwards signals to the child until it ends; returns its status.
-// One thread: the supervisor's listener, the signalfd and the child's pidfd in one poll(2).
+// One poll(2) over the supervisor's fd (its listener, or once its workers receive, their stop
+// event), the signalfd and the child's pidfd.
 int supervise_until_exit(int sigfd, int pidfd, pid_t pid, Supervisor* supervisor) {
   bool serving = supervisor != nullptr;
   for (;;) {

@@ -284,7 +284,7 @@ struct Supervisor::Impl {
   std::mutex mu;
   std::vector<std::thread> workers;  // joined in stop(); guarded by mu
   std::deque<Call> queue;            // blocking calls waiting for a thread; guarded by mu
-  std::vector<int> in_flight;        // duplicates in blocking calls; guarded by mu
+  std::vector<int> in_flight;        // duplicates being performed on; guarded by mu
   std::size_t idle = 0;              // workers waiting for the token; guarded by mu
   bool stopping = false;             // guarded by mu
 
@@ -297,10 +297,11 @@ struct Supervisor::Impl {
   void handle(const seccomp_notif& n, std::unique_lock<std::mutex>& held);
   void dispatch(Call call, const SocketInfo& info, std::unique_lock<std::mutex>& held);
   void hand_over_first(Call call);
-  void perform_blocking(Call call);
-  void work();
+  bool track(int sock);  // mu held
+  void perform_and_answer(Call call);
+  void work(bool first_call);
   void lead(std::unique_lock<std::mutex>& held);
-  bool start_worker();  // mu held
+  bool start_worker(bool first_call = false);  // mu held
   void finish();
   void send(std::uint64_t id, const Reply& reply);
   void answer(const Call& call, const Reply& reply);
@@ -499,7 +500,11 @@ void Supervisor::Impl::dispatch(Call call, const SocketInfo& info,
     // which also forwards signals) cannot be held by a peer that stops reading. (A connect
     // has no such flag: README, "Limits".)
     if (call.syscall == NetSyscall::sendto && info.nonblocking) call.flags |= MSG_DONTWAIT;
-    answer(call, perform(call));  // returns at once (EINPROGRESS, EAGAIN) or never blocks
+    {
+      std::lock_guard lock(mu);
+      if (!track(call.sock.get())) return;
+    }
+    perform_and_answer(std::move(call));  // returns at once (EINPROGRESS, EAGAIN)
     return;
   }
   if (!workers_receive) {
@@ -509,6 +514,7 @@ void Supervisor::Impl::dispatch(Call call, const SocketInfo& info,
   // A worker holding the token: another thread takes it (one that waits for it, or one
   // started now) and this one performs the call.
   std::unique_lock lock(mu);
+  if (stopping) return;  // no new call: closing the listener fails it (ENOSYS)
   if (idle == 0 && !start_worker()) {
     // Every other thread is busy with a blocking call and no more may start: the call waits
     // for the first that finishes, and this one goes on receiving. (With no other thread at
@@ -523,14 +529,15 @@ void Supervisor::Impl::dispatch(Call call, const SocketInfo& info,
     queue.push_back(std::move(call));
     return;
   }
-  in_flight.push_back(call.sock.get());
+  track(call.sock.get());
   lock.unlock();
   held.unlock();  // another thread receives now
-  perform_blocking(std::move(call));
+  perform_and_answer(std::move(call));
 }
 
-// The first blocking call, received by jail's main thread: it goes to a worker (the one
-// hand-over there is), and from now on workers receive (fd() is done_event from here on).
+// The first blocking call, received by jail's main thread: from now on workers receive (fd()
+// is done_event from here on), and the call goes to a second worker (the one hand-over there
+// is).
 void Supervisor::Impl::hand_over_first(Call call) {
   if (!done_event) {
     done_event = egress::UniqueFd(eventfd(0, EFD_CLOEXEC));
@@ -543,28 +550,45 @@ void Supervisor::Impl::hand_over_first(Call call) {
   std::unique_lock lock(mu);
   if (!start_worker()) {
     lock.unlock();
-    send(call.id, fail_with(EAGAIN));
+    send(call.id, fail_with(EAGAIN));  // the main thread goes on receiving
+    return;
+  }
+  workers_receive = true;  // that worker takes the token once serve() returns
+  if (!start_worker(/*first_call=*/true)) {
+    lock.unlock();
+    send(call.id, fail_with(EAGAIN));  // as when no thread is left for a blocking call
     return;
   }
   queue.push_back(std::move(call));
-  // A second thread receives while the first performs the call. Without it (it could not
-  // start), the first receives once it is done.
-  start_worker();
-  workers_receive = true;
 }
 
-// Performs a call that may block, its socket already in in_flight, and answers it.
-void Supervisor::Impl::perform_blocking(Call call) {
+// Whether `sock`'s call may go ahead: not once stop() has begun (it would not see the socket
+// to abort it). If so, `sock` is in in_flight until perform_and_answer() is done with it.
+bool Supervisor::Impl::track(int sock) {
+  if (stopping) return false;
+  in_flight.push_back(sock);
+  return true;
+}
+
+// Performs a tracked call and answers it, unless stop() has begun meanwhile: then its
+// shutdown(2) may be why the call failed (an EPIPE would raise a SIGPIPE the session did not
+// cause), and the call is left to fail when the listener closes (ENOSYS), as queued ones do.
+void Supervisor::Impl::perform_and_answer(Call call) {
   const Reply reply = perform(call);
   {
     std::lock_guard lock(mu);
     in_flight.erase(std::find(in_flight.begin(), in_flight.end(), call.sock.get()));
+    if (stopping) return;
   }
   // If the target was killed meanwhile, SEND fails with ENOENT: nothing to do.
   answer(call, reply);
 }
 
-bool Supervisor::Impl::start_worker() {
+// A new worker takes the token; only the first one the main thread starts for its call, and
+// a worker that has performed a call, take a queued call before that (a new one taking it
+// would leave the thread that started it, about to perform a call of its own, without a
+// receiver after it).
+bool Supervisor::Impl::start_worker(bool first_call) {
   if (stopping ||
       workers.size() >= static_cast<std::size_t>(std::max(1, options.workers)) + 1)
     return false;
@@ -578,7 +602,7 @@ bool Supervisor::Impl::start_worker() {
     ~Restore() { pthread_sigmask(SIG_SETMASK, old, nullptr); }
   } restore{&old};
   try {
-    workers.emplace_back([this] { work(); });
+    workers.emplace_back([this, first_call] { work(first_call); });
   } catch (const std::system_error& e) {
     note("starting a connect worker", e.code().value());
     return false;
@@ -586,17 +610,17 @@ bool Supervisor::Impl::start_worker() {
   return true;
 }
 
-void Supervisor::Impl::work() {
+void Supervisor::Impl::work(bool first_call) {
+  bool may_take_queued = first_call;
   for (;;) {
-    // A queued call first: it waits for a thread, while the listener has one already.
     std::unique_lock lock(mu);
     if (stopping) return;
-    if (!queue.empty()) {
+    if (may_take_queued && !queue.empty()) {
       Call call = std::move(queue.front());
       queue.pop_front();
-      in_flight.push_back(call.sock.get());
+      track(call.sock.get());
       lock.unlock();
-      perform_blocking(std::move(call));
+      perform_and_answer(std::move(call));
       continue;
     }
     ++idle;
@@ -607,6 +631,7 @@ void Supervisor::Impl::work() {
     if (stopping) return;
     lock.unlock();
     lead(held);
+    may_take_queued = true;  // lead() returns having handed the token on (or stopping)
   }
 }
 
@@ -674,7 +699,12 @@ bool Supervisor::Impl::serve(short revents) {
     listener.reset();
     return false;
   }
-  if (!(revents & POLLIN)) return !(revents & (POLLHUP | POLLERR | POLLNVAL));
+  if (!(revents & POLLIN)) {
+    if (!(revents & (POLLHUP | POLLERR | POLLNVAL))) return true;
+    stop();
+    listener.reset();
+    return false;
+  }
   std::unique_lock held(token);  // no worker runs yet: never contended
   seccomp_notif n{};
   const Received r = receive(n);

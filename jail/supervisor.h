@@ -37,10 +37,11 @@ class Supervisor {
   // The caller polls fd() for POLLIN (with its other fds, as jail's main loop does) and calls
   // serve() with the revents; fd() can change after a serve(), so read it before each poll.
   // At first fd() is the listener and serve() handles one notification on the caller's
-  // thread. A call that may block (a blocking connect or send) is never performed there: the
-  // first one moves receiving to worker threads for good, and fd() becomes an event that
-  // fires only when they stop (the listener hung up or failed). So serve() never waits on the
-  // network, and a session that makes no blocking call starts no thread.
+  // thread. A call on a blocking socket (a connect, or a send on a stream) is not performed
+  // there: the first one moves receiving to worker threads for good, and fd() becomes an
+  // event that fires only when they stop (the listener hung up or failed). So serve() does
+  // not wait on the network (README, "Limits", says the one exception), and a session that
+  // makes no blocking call starts no thread.
   int fd() const;
   // Returns false once the supervisor is done: the listener hung up (no task uses the filter
   // any more) or failed with an error that would repeat; the workers are then stopped and
