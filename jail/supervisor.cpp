@@ -570,15 +570,15 @@ bool Supervisor::Impl::track(int sock) {
   return true;
 }
 
-// Performs a tracked call and answers it, unless stop() has begun meanwhile: then its
-// shutdown(2) may be why the call failed (an EPIPE would raise a SIGPIPE the session did not
-// cause), and the call is left to fail when the listener closes (ENOSYS), as queued ones do.
+// Performs a tracked call and answers it. A call that failed once stop() had begun is not
+// answered: stop()'s shutdown(2) may be why (an EPIPE would raise a SIGPIPE the session did
+// not cause), and it is left to fail when the listener closes (ENOSYS), as queued ones do.
 void Supervisor::Impl::perform_and_answer(Call call) {
   const Reply reply = perform(call);
   {
     std::lock_guard lock(mu);
     in_flight.erase(std::find(in_flight.begin(), in_flight.end(), call.sock.get()));
-    if (stopping) return;
+    if (stopping && reply.error != 0) return;
   }
   // If the target was killed meanwhile, SEND fails with ENOENT: nothing to do.
   answer(call, reply);
@@ -607,11 +607,15 @@ bool Supervisor::Impl::start_worker(bool first_call) {
     note("starting a connect worker", e.code().value());
     return false;
   }
+  // Idle from now on, not from when it first runs: a call that dispatch() queued because no
+  // worker was idle would otherwise wait beside it, as it does not look at the queue.
+  if (!first_call) ++idle;
   return true;
 }
 
 void Supervisor::Impl::work(bool first_call) {
   bool may_take_queued = first_call;
+  bool counted_idle = !first_call;  // by start_worker()
   for (;;) {
     std::unique_lock lock(mu);
     if (stopping) return;
@@ -623,7 +627,8 @@ void Supervisor::Impl::work(bool first_call) {
       perform_and_answer(std::move(call));
       continue;
     }
-    ++idle;
+    if (!counted_idle) ++idle;
+    counted_idle = false;
     lock.unlock();
     std::unique_lock held(token);
     lock.lock();
