@@ -605,6 +605,75 @@ TEST_CASE("jail supervisor: with every worker in a slow connect, one thread stil
   CHECK(has_line(run.log, {"\"verdict\":\"deny\"", "127.0.0.2"}));
 }
 
+TEST_CASE("jail supervisor: when no worker can start, a blocking call gets EAGAIN and the loop "
+          "goes on receiving") {
+  // The supervisor runs in a child whose filter fails every thread creation with EAGAIN (as
+  // RLIMIT_NPROC or a pids cgroup would): clone3 is ENOSYS, so glibc falls back to clone,
+  // and clone with CLONE_THREAD is EAGAIN. The confined child inherits that filter: its body
+  // makes no thread.
+  TcpListener fast("127.0.0.1", 16);
+  const std::uint16_t fast_port = fast.port;
+  int report_pipe[2];
+  REQUIRE(pipe2(report_pipe, O_CLOEXEC) == 0);
+  UniqueFd report_read(report_pipe[0]), report_write(report_pipe[1]);
+
+  const pid_t sup = fork();
+  REQUIRE(sup >= 0);
+  if (sup == 0) {
+    report_read.reset();
+    std::string out = "error";
+    try {
+      // ld nr; clone3? ENOSYS; clone? ld args[0] (low half); CLONE_THREAD set? EAGAIN : allow.
+      sock_filter insns[] = {
+          BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+          BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1),
+          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+          BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 3),
+          BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args)),
+          BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 0, 1),
+          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAGAIN),
+          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      };
+      sock_fprog prog{static_cast<unsigned short>(std::size(insns)), insns};
+      if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+          syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+        _exit(3);
+      Run run = run_confined(test_policy(), false, [&](const Reporter& report) {
+        const sockaddr_in ok = in4("127.0.0.1", fast_port);
+        report("blocking", connect_new(SOCK_STREAM, ok));
+        const UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+        report("nonblocking", connect_errno(s.get(), ok));
+        report("denied", connect_new(SOCK_STREAM, in4("127.0.0.2", fast_port)));
+        report("blocking_again", connect_new(SOCK_STREAM, ok));
+      });
+      out = run.timed_out ? "timed out"
+                          : std::to_string(run.results["blocking"]) + " " +
+                                std::to_string(run.results["nonblocking"]) + " " +
+                                std::to_string(run.results["denied"]) + " " +
+                                std::to_string(run.results["blocking_again"]);
+    } catch (...) {
+    }
+    if (write(report_write.get(), out.data(), out.size()) < 0) _exit(5);
+    _exit(0);
+  }
+  report_write.reset();
+  char buf[64] = {};
+  const ssize_t n = read(report_read.get(), buf, sizeof buf - 1);
+  int status = 0;
+  REQUIRE(waitpid(sup, &status, 0) == sup);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  CHECK(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0) ==
+        std::to_string(EAGAIN) + " " + std::to_string(EINPROGRESS) + " " +
+            std::to_string(EACCES) + " " + std::to_string(EAGAIN));
+  // One connection came: the non-blocking connect's. Neither blocking connect was made.
+  pollfd p{fast.fd.get(), POLLIN, 0};
+  REQUIRE(poll(&p, 1, 5000) == 1);
+  const UniqueFd accepted(accept4(fast.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  CHECK(accepted);
+  CHECK_FALSE(fast.pending());
+}
+
 TEST_CASE("jail supervisor: a thread id used again after its thread ended gets a fresh pidfd") {
   // The supervisor keeps the pidfd of each thread that connected. When that thread has ended
   // and a new one is given the same id, the kept pidfd names the dead thread: pidfd_getfd
