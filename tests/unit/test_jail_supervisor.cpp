@@ -319,6 +319,50 @@ std::string temp_socket_path() {
   return "/tmp/egress-test-sup-" + std::to_string(getpid()) + ".sock";
 }
 
+// run_confined() in a child process whose own seccomp filter is `outer`, so the supervisor
+// runs under it (the confined child inherits it too). Returns the results named in `names`,
+// space-separated, "timed out" or "error".
+std::string confined_under_filter(std::vector<sock_filter> outer,
+                                  const std::function<void(const Reporter&)>& body,
+                                  std::initializer_list<const char*> names) {
+  int report_pipe[2];
+  REQUIRE(pipe2(report_pipe, O_CLOEXEC) == 0);
+  UniqueFd report_read(report_pipe[0]), report_write(report_pipe[1]);
+  const pid_t sup = fork();
+  REQUIRE(sup >= 0);
+  if (sup == 0) {
+    report_read.reset();
+    std::string out = "error";
+    try {
+      sock_fprog prog{static_cast<unsigned short>(outer.size()), outer.data()};
+      if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+          syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+        _exit(3);
+      Run run = run_confined(test_policy(), false, body);
+      if (run.timed_out) {
+        out = "timed out";
+      } else {
+        out.clear();
+        for (const char* name : names) {
+          if (!out.empty()) out += ' ';
+          out += std::to_string(run.results[name]);
+        }
+      }
+    } catch (...) {
+    }
+    if (write(report_write.get(), out.data(), out.size()) < 0) _exit(5);
+    _exit(0);
+  }
+  report_write.reset();
+  char buf[256] = {};
+  const ssize_t n = read(report_read.get(), buf, sizeof buf - 1);
+  int status = 0;
+  REQUIRE(waitpid(sup, &status, 0) == sup);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  return std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+}
+
 }  // namespace
 
 TEST_CASE("jail supervisor: connect and sendto decisions in a confined child") {
@@ -613,18 +657,9 @@ TEST_CASE("jail supervisor: when no worker can start, a blocking call gets EAGAI
   // makes no thread.
   TcpListener fast("127.0.0.1", 16);
   const std::uint16_t fast_port = fast.port;
-  int report_pipe[2];
-  REQUIRE(pipe2(report_pipe, O_CLOEXEC) == 0);
-  UniqueFd report_read(report_pipe[0]), report_write(report_pipe[1]);
-
-  const pid_t sup = fork();
-  REQUIRE(sup >= 0);
-  if (sup == 0) {
-    report_read.reset();
-    std::string out = "error";
-    try {
-      // ld nr; clone3? ENOSYS; clone? ld args[0] (low half); CLONE_THREAD set? EAGAIN : allow.
-      sock_filter insns[] = {
+  // ld nr; clone3? ENOSYS; clone? ld args[0] (low half); CLONE_THREAD set? EAGAIN : allow.
+  const std::string got = confined_under_filter(
+      {
           BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
           BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1),
           BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
@@ -633,39 +668,18 @@ TEST_CASE("jail supervisor: when no worker can start, a blocking call gets EAGAI
           BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 0, 1),
           BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAGAIN),
           BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      };
-      sock_fprog prog{static_cast<unsigned short>(std::size(insns)), insns};
-      if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-          syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
-        _exit(3);
-      Run run = run_confined(test_policy(), false, [&](const Reporter& report) {
+      },
+      [&](const Reporter& report) {
         const sockaddr_in ok = in4("127.0.0.1", fast_port);
         report("blocking", connect_new(SOCK_STREAM, ok));
         const UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
         report("nonblocking", connect_errno(s.get(), ok));
         report("denied", connect_new(SOCK_STREAM, in4("127.0.0.2", fast_port)));
         report("blocking_again", connect_new(SOCK_STREAM, ok));
-      });
-      out = run.timed_out ? "timed out"
-                          : std::to_string(run.results["blocking"]) + " " +
-                                std::to_string(run.results["nonblocking"]) + " " +
-                                std::to_string(run.results["denied"]) + " " +
-                                std::to_string(run.results["blocking_again"]);
-    } catch (...) {
-    }
-    if (write(report_write.get(), out.data(), out.size()) < 0) _exit(5);
-    _exit(0);
-  }
-  report_write.reset();
-  char buf[64] = {};
-  const ssize_t n = read(report_read.get(), buf, sizeof buf - 1);
-  int status = 0;
-  REQUIRE(waitpid(sup, &status, 0) == sup);
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
-  CHECK(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0) ==
-        std::to_string(EAGAIN) + " " + std::to_string(EINPROGRESS) + " " +
-            std::to_string(EACCES) + " " + std::to_string(EAGAIN));
+      },
+      {"blocking", "nonblocking", "denied", "blocking_again"});
+  CHECK(got == std::to_string(EAGAIN) + " " + std::to_string(EINPROGRESS) + " " +
+                   std::to_string(EACCES) + " " + std::to_string(EAGAIN));
   // One connection came: the non-blocking connect's. Neither blocking connect was made.
   pollfd p{fast.fd.get(), POLLIN, 0};
   REQUIRE(poll(&p, 1, 5000) == 1);
@@ -738,30 +752,17 @@ TEST_CASE("jail supervisor: without thread pidfds (Linux < 6.9) each call's thre
   const std::string path = temp_socket_path();
   unlink(path.c_str());
   const UniqueFd path_listener = unix_listener(path);
-  int report_pipe[2];
-  REQUIRE(pipe2(report_pipe, O_CLOEXEC) == 0);
-  UniqueFd report_read(report_pipe[0]), report_write(report_pipe[1]);
-
-  const pid_t sup = fork();
-  REQUIRE(sup >= 0);
-  if (sup == 0) {
-    report_read.reset();
-    std::string out = "error";
-    try {
-      // ld nr; pidfd_open? ld args[1] (low half); PIDFD_THREAD set? EINVAL : allow.
-      sock_filter insns[] = {
+  // ld nr; pidfd_open? ld args[1] (low half); PIDFD_THREAD set? EINVAL : allow.
+  const std::string got = confined_under_filter(
+      {
           BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
           BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_open, 0, 3),
           BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args) + sizeof(std::uint64_t)),
           BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, PIDFD_THREAD, 0, 1),
           BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
           BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      };
-      sock_fprog prog{static_cast<unsigned short>(std::size(insns)), insns};
-      if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-          syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
-        _exit(3);
-      Run run = run_confined(test_policy(), false, [&](const Reporter& report) {
+      },
+      [&](const Reporter& report) {
         // The leader's fd 100: a unix socket.
         if (dup2(socket(AF_UNIX, SOCK_DGRAM, 0), 100) != 100) _exit(7);
         std::thread([&] {
@@ -772,29 +773,14 @@ TEST_CASE("jail supervisor: without thread pidfds (Linux < 6.9) each call's thre
               sendto(100, "x", 1, 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
           report("second", n < 0 ? -errno : n);
         }).join();
-      });
-      out = run.timed_out ? "timed out"
-                          : std::to_string(run.results["first"]) + " " +
-                                std::to_string(run.results["second"]);
-    } catch (...) {
-    }
-    if (write(report_write.get(), out.data(), out.size()) < 0) _exit(5);
-    _exit(0);
-  }
-  report_write.reset();
-  char buf[64] = {};
-  const ssize_t n = read(report_read.get(), buf, sizeof buf - 1);
-  int status = 0;
-  REQUIRE(waitpid(sup, &status, 0) == sup);
+      },
+      {"first", "second"});
   unlink(path.c_str());
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
   // The connect went through; the sendto from the thread with a table of its own was refused
   // (EPERM), not sent to 127.0.0.2.
-  CHECK(std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0) ==
-        "0 " + std::to_string(-EPERM));
-  char got = 0;
-  CHECK(recv(receiver.get(), &got, 1, MSG_DONTWAIT) < 0);
+  CHECK(got == "0 " + std::to_string(-EPERM));
+  char byte = 0;
+  CHECK(recv(receiver.get(), &byte, 1, MSG_DONTWAIT) < 0);
 }
 
 namespace {
