@@ -118,7 +118,8 @@ struct FullListener {
   FullListener() { REQUIRE(connect_errno(filler.get(), addr) == 0); }
 };
 
-UniqueFd unix_listener(const std::string& path) {  // a leading '\0' makes it abstract
+// A leading '\0' in `path` makes it abstract.
+UniqueFd unix_listener(const std::string& path, int backlog = 8) {
   UniqueFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   REQUIRE(fd);
   sockaddr_un a{};
@@ -126,7 +127,7 @@ UniqueFd unix_listener(const std::string& path) {  // a leading '\0' makes it ab
   std::memcpy(a.sun_path, path.data(), path.size());
   const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
   REQUIRE(bind(fd.get(), reinterpret_cast<sockaddr*>(&a), len) == 0);
-  REQUIRE(listen(fd.get(), 8) == 0);
+  REQUIRE(listen(fd.get(), backlog) == 0);
   return fd;
 }
 
@@ -647,6 +648,64 @@ TEST_CASE("jail supervisor: with every worker in a slow connect, one thread stil
     CHECK(run.results[name] == ENOSYS);
   }
   CHECK(has_line(run.log, {"\"verdict\":\"deny\"", "127.0.0.2"}));
+}
+
+TEST_CASE("jail supervisor: many threads mixing blocking, non-blocking, denied and unix calls "
+          "all get their own answers") {
+  // The workers take turns receiving while others perform: every call must be answered, and
+  // with its own result (a mix-up shows as a blocking connect with EINPROGRESS, a denial
+  // that succeeds, a unix connect refused...).
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 40;
+  // Backlogs that hold every connection made (nothing accepts them): a full one would drop
+  // SYNs (slow connects) or block unix connects.
+  constexpr int kBacklog = kThreads * kRounds;
+  const jail::Policy policy = test_policy();
+  TcpListener fast("127.0.0.1", kBacklog);
+  const std::uint16_t fast_port = fast.port;
+  const std::string path = temp_socket_path();
+  unlink(path.c_str());
+  const UniqueFd path_listener = unix_listener(path, kBacklog);
+
+  Run run = run_confined(policy, false, [&](const Reporter& report) {
+    std::atomic<int> wrong{0}, answered{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        const sockaddr_in ok = in4("127.0.0.1", fast_port);
+        for (int i = 0; i < kRounds; ++i) {
+          int got = 0, want = 0;
+          switch ((t + i) % 4) {
+            case 0:
+              got = connect_new(SOCK_STREAM, ok);
+              break;
+            case 1: {
+              const UniqueFd s(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+              got = connect_errno(s.get(), ok);
+              want = EINPROGRESS;
+              break;
+            }
+            case 2:
+              got = connect_new(SOCK_STREAM, in4("127.0.0.2", fast_port));
+              want = EACCES;
+              break;
+            default:
+              got = connect_unix(path);
+              break;
+          }
+          ++answered;
+          if (got != want) ++wrong;
+        }
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    report("answered", answered.load());
+    report("wrong", wrong.load());
+  });
+  unlink(path.c_str());
+  REQUIRE_FALSE(run.timed_out);
+  CHECK(run.results["answered"] == kThreads * kRounds);
+  CHECK(run.results["wrong"] == 0);
 }
 
 TEST_CASE("jail supervisor: when no worker can start, a blocking call gets EAGAIN and the loop "
