@@ -17,7 +17,7 @@ scripts/install-deps.sh
 # The contenders from Debian. When the archive cannot be reached the bench still runs and the
 # report says which contenders were not measured.
 missing=()
-for p in bubblewrap firejail; do
+for p in bubblewrap firejail hyperfine; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
