@@ -311,8 +311,17 @@ bool group_writes(const struct stat& p, const std::string& path) {
   return (p.st_mode & S_IWGRP) && !has_acl(path);
 }
 
+// Why a compiled file owned by `owner` is not trusted for the policy file `p` (at `path`), or
+// "": its owner must be root or p's owner. write_compiled() refuses what load_compiled()
+// would then refuse.
+std::string wrong_owner(uid_t owner, const struct stat& p, const std::string& path) {
+  if (owner == 0 || owner == p.st_uid) return "";
+  return "owned by uid " + std::to_string(owner) + ", neither root nor the owner of " + path +
+         " (uid " + std::to_string(p.st_uid) + ")";
+}
+
 // Why the compiled file `c` can be written by someone who cannot write the policy file `p`, or
-// "" (the owner, root or p's owner, is checked by the caller). Group write counts only for
+// "" (its owner is checked by wrong_owner()). Group write counts only for
 // p's own group, when that group may write p; an ACL on the compiled file is refused.
 std::string more_writable(const struct stat& c, const struct stat& p, const std::string& path) {
   if ((c.st_mode & S_IWOTH) && !(p.st_mode & S_IWOTH))
@@ -421,10 +430,9 @@ std::string write_compiled(const std::string& ref, const std::string& policies_d
   struct stat ps {};
   if (stat(file.c_str(), &ps) != 0)
     throw std::runtime_error(file + ": " + std::strerror(errno));
-  if (geteuid() != 0 && geteuid() != ps.st_uid)
-    throw std::runtime_error(out + " would not be used: it would be owned by uid " +
-                             std::to_string(geteuid()) + ", neither root nor the owner of " +
-                             file + " (uid " + std::to_string(ps.st_uid) + ")");
+  // Root gives the file to the policy's owner (below); anyone else owns what they write.
+  if (const std::string why = wrong_owner(geteuid(), ps, file); !why.empty())
+    throw std::runtime_error(out + " would not be used: it would be " + why);
   std::string tmp = out + ".XXXXXX";
   const egress::UniqueFd fd(mkostemp(tmp.data(), O_CLOEXEC));
   if (!fd) throw std::runtime_error("mkostemp(" + tmp + "): " + std::strerror(errno));
@@ -487,9 +495,8 @@ Precompiled load_compiled(const std::string& policy_file, const std::string& pol
     r.why_not = policy_file + ": " + std::strerror(errno);
     return r;
   }
-  if (cs.st_uid != 0 && cs.st_uid != ps.st_uid) {
-    r.why_not = "owned by uid " + std::to_string(cs.st_uid) + ", neither root nor the owner of " +
-                policy_file + " (uid " + std::to_string(ps.st_uid) + ")";
+  if (std::string why = wrong_owner(cs.st_uid, ps, policy_file); !why.empty()) {
+    r.why_not = std::move(why);
     return r;
   }
   if (std::string why = more_writable(cs, ps, policy_file); !why.empty()) {
