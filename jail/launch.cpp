@@ -253,16 +253,21 @@ void abandon_child(int pidfd) {
   wait_child(pidfd);
 }
 
-void report_start(const LaunchOptions& o, const ChildMsg& m, pid_t pid, const std::string& path) {
+void report_start(const LaunchOptions& o, const ChildMsg& m, pid_t pid, const std::string& path,
+                  const Supervisor* supervisor) {
   LandlockStatus ll{m.landlock_abi, m.landlock_scoped, m.landlock_net, m.landlock_probe_errno,
                     m.landlock_domain};
   const std::string dns_mode = m.dns_pinned ? "pinned" : "verified";
+  const bool sync_wake = supervisor != nullptr && supervisor->sync_wake_up();
   if (o.verbose) {
+    std::string supervised = m.has_listener ? "supervised" : "without supervisor (connect: off)";
+    std::string how;
+    if (m.has_listener && m.wait_killable) how = "wait-killable";
+    if (sync_wake) how += how.empty() ? "sync wake-up" : ", sync wake-up";
+    if (!how.empty()) supervised += " (" + how + ")";
     std::fprintf(stderr, "jail: %s; dns %s %s (%s); capability bounding set %s; seccomp %s\n",
                  describe(ll).c_str(), o.dns.c_str(), dns_mode.c_str(), m.dns_target,
-                 m.bounding_cleared ? "cleared" : "kept (no CAP_SETPCAP)",
-                 m.has_listener ? (m.wait_killable ? "supervised (wait-killable)" : "supervised")
-                                : "without supervisor (connect: off)");
+                 m.bounding_cleared ? "cleared" : "kept (no CAP_SETPCAP)", supervised.c_str());
   }
   if (m.has_listener && !(m.landlock_net & LANDLOCK_ACCESS_NET_CONNECT_TCP)) {
     // jail/landlock.h: without Landlock's TCP rule (Linux < 6.7) a thread swapping an inet
@@ -288,7 +293,8 @@ void report_start(const LaunchOptions& o, const ChildMsg& m, pid_t pid, const st
       ((m.landlock_net & LANDLOCK_ACCESS_NET_CONNECT_TCP) ? "true" : "false") +
       ",\"bounding_set_cleared\":" +
       (m.bounding_cleared ? "true" : "false") + ",\"supervised\":" +
-      (m.has_listener ? "true" : "false") + ",\"watch\":" + (o.supervisor.watch ? "true" : "false") +
+      (m.has_listener ? "true" : "false") + ",\"sync_wake_up\":" + (sync_wake ? "true" : "false") +
+      ",\"watch\":" + (o.supervisor.watch ? "true" : "false") +
       "}\n";
   // One write(2) per line so lines from jail and the supervisor never interleave.
   if (write(o.supervisor.log_fd, line.data(), line.size()) < 0) {
@@ -547,7 +553,7 @@ int run(const LaunchOptions& o) {
       return kExitJailFailure;
     }
   }
-  report_start(o, *ready, pid, prog.path);
+  report_start(o, *ready, pid, prog.path, supervisor.get());
   return supervise_until_exit(sigfd.get(), pidfd.get(), pid, supervisor.get());
 }
 

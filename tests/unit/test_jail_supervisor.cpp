@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -311,6 +312,15 @@ jail::Policy test_policy() {
   return p;
 }
 
+// The running kernel's release is at least major.minor ("6.18.3-..." from uname(2)).
+bool kernel_at_least(int major, int minor) {
+  utsname u{};
+  REQUIRE(uname(&u) == 0);
+  int have_major = 0, have_minor = 0;
+  REQUIRE(std::sscanf(u.release, "%d.%d", &have_major, &have_minor) == 2);
+  return have_major > major || (have_major == major && have_minor >= minor);
+}
+
 bool ipv6_available() {
   const UniqueFd fd(socket(AF_INET6, SOCK_STREAM, 0));
   return static_cast<bool>(fd);
@@ -575,6 +585,25 @@ TEST_CASE("jail supervisor: a blocking connect waits on a worker, not on the loo
   CHECK(run.results["slow_pending_at_fast"] == 1);
   CHECK(run.results["slow"] == 0);
   CHECK(run.log.empty());
+}
+
+TEST_CASE("jail supervisor: asks for synchronous wake-ups where the kernel has them (Linux 6.6)") {
+  const jail::Policy policy = test_policy();
+  TcpListener server("127.0.0.1", 16);
+  const std::uint16_t port = server.port;
+  std::optional<bool> sync;
+  Run run = run_confined(
+      policy, false,
+      [&](const Reporter& report) {
+        report("connect", connect_new(SOCK_STREAM, in4("127.0.0.1", port)));
+      },
+      [&](const std::string&, long, std::unique_ptr<jail::Supervisor>& supervisor) {
+        sync = supervisor->sync_wake_up();
+      });
+  REQUIRE_FALSE(run.timed_out);
+  CHECK(run.results["connect"] == 0);  // served with it as without it
+  REQUIRE(sync.has_value());
+  CHECK(*sync == kernel_at_least(6, 6));
 }
 
 TEST_CASE("jail supervisor: stopping aborts pending connects, then calls fail closed") {
