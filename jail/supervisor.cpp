@@ -750,9 +750,10 @@ Supervisor::Supervisor(egress::UniqueFd listener, const Policy& policy, Supervis
   impl_->recv_buf.resize(std::max<std::size_t>(impl_->sizes.seccomp_notif, sizeof(seccomp_notif)));
   // The caller waits while its call is handled, and the handler then waits for the next call:
   // seccomp_unotify(2), SECCOMP_IOCTL_NOTIF_SET_FLAGS. With this flag the kernel wakes the
-  // handling thread on the caller's CPU and the caller on the handler's, instead of on another
-  // CPU by an interrupt. Advice only (the scheduler may still move either), so a kernel
-  // without it (< 6.6: EINVAL) just serves more slowly.
+  // handling thread on the caller's CPU and the caller on the handler's, instead of wherever
+  // the scheduler would place them (here, often the other CPU, reached by an interrupt).
+  // Advice only (the scheduler may still move either), so a kernel without it (< 6.6:
+  // EINVAL) just serves more slowly.
   impl_->sync_wake_up = ioctl(impl_->listener.get(), SECCOMP_IOCTL_NOTIF_SET_FLAGS,
                               SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP) == 0;
 }

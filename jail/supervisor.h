@@ -50,7 +50,7 @@ class Supervisor {
   bool serve(short revents);
 
   // Whether the kernel wakes the supervisor on the caller's CPU and back (Linux >= 6.6,
-  // SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP): a notified call then costs about half the time.
+  // SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP), which halves the notification round trip.
   bool sync_wake_up() const;
 
  private:

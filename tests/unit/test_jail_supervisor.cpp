@@ -603,7 +603,8 @@ TEST_CASE("jail supervisor: asks for synchronous wake-ups where the kernel has t
   REQUIRE_FALSE(run.timed_out);
   CHECK(run.results["connect"] == 0);  // served with it as without it
   REQUIRE(sync.has_value());
-  CHECK(*sync == kernel_at_least(6, 6));
+  // Mainline has it from 6.6; an older kernel may have it backported, so only this is sure.
+  if (kernel_at_least(6, 6)) CHECK(*sync);
 }
 
 TEST_CASE("jail supervisor: stopping aborts pending connects, then calls fail closed") {
