@@ -163,6 +163,12 @@ def privilege_problem() -> Optional[str]:
     return None
 
 
+def kernel_at_least(major: int, minor: int) -> bool:
+    """The running kernel's release (uname) is at least major.minor."""
+    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return m is not None and (int(m.group(1)), int(m.group(2))) >= (major, minor)
+
+
 def require_privileges_or_skip() -> None:
     """For setUpModule: CI=true -> fail; elsewhere -> unittest.SkipTest with the reason."""
     import unittest

@@ -360,8 +360,7 @@ class TestConfinement(JailCase):
         self.assertTrue(start[0]["bounding_set_cleared"])
         # SECCOMP_IOCTL_NOTIF_SET_FLAGS (sync wake-up) is in mainline from Linux 6.6 (an
         # older kernel may have it backported); the -v line says what the event says.
-        release = tuple(int(x) for x in os.uname().release.split(".")[:2])
-        if release >= (6, 6):
+        if L.kernel_at_least(6, 6):
             self.assertTrue(start[0]["sync_wake_up"])
         self.assertEqual(bool(re.search(r"seccomp supervised \(.*sync wake-up\)$", line)),
                          start[0]["sync_wake_up"], line)

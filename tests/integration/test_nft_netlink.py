@@ -16,7 +16,6 @@ import atexit
 import itertools
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -131,11 +130,6 @@ for _sig in (signal.SIGTERM, signal.SIGHUP):
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-def kernel_at_least(major: int, minor: int) -> bool:
-    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
-    return m is not None and (int(m.group(1)), int(m.group(2))) >= (major, minor)
-
 
 DESIGN = textwrap.dedent(f"""\
     table inet egress {{
@@ -337,7 +331,7 @@ class Elements(NftCase):
         self.tool("add", "192.0.2.4,600000,600000")
         before = self.listing()
         r = self.tool("probe")
-        expected = kernel_at_least(6, 12)
+        expected = egress_lab.kernel_at_least(6, 12)
         self.assertEqual(r, {"renews": expected}, os.uname().release)
         # The probe's temporary set is gone and nothing else changed.
         self.assertEqual(normalised(self.listing())[:6], normalised(before)[:6])
