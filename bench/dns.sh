@@ -6,7 +6,8 @@
 #
 # Installs what is missing (the project's dependencies, then dnsperf, dnsmasq, unbound, gnuplot
 # and perf, for dnsd's ACK-wait figure, from Debian), builds dnsd into $BUILD_DIR (default
-# ./build-bench, RelWithDebInfo) unless $DNSD names a binary, then runs bench/dns_bench.py.
+# ./build-bench, RelWithDebInfo) unless $DNSD names a binary, and the floor contenders'
+# bench/dns_floor.c there in any case, then runs bench/dns_bench.py.
 # Not a test: ctest does not run it. `--report-from FILE.json` rewrites the report of an
 # earlier `--json FILE.json` run without measuring.
 set -euo pipefail
@@ -59,4 +60,10 @@ if [ -z "${DNSD:-}" ]; then
   DNSD="$(cd "$build" && pwd)/dnsd/dnsd"
 fi
 
-exec /usr/bin/python3 bench/dns_bench.py --dnsd "$DNSD" "$@"
+# The floor contenders (bench/dns_floor.c), built into $BUILD_DIR even when $DNSD names dnsd.
+floor_dir="${BUILD_DIR:-build-bench}"
+mkdir -p "$floor_dir"
+floor="$(cd "$floor_dir" && pwd)/dns_floor"
+cc -O2 -Wall -Wextra -o "$floor" bench/dns_floor.c
+
+exec /usr/bin/python3 bench/dns_bench.py --dnsd "$DNSD" --floor "$floor" "$@"

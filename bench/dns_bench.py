@@ -179,6 +179,10 @@ class Contender:
     setup: Callable[["Bench"], None] = lambda b: None
     config_text: Callable[[Path], str] = lambda d: ""
     config_name: str = ""
+    # A measuring rod (bench/dns_floor.c), not a DNS server: measured only where it is the floor
+    # (FLOOR_STEPS), kept out of the start-up, ratio and latency tables. The echo's answers
+    # carry no records.
+    floor: bool = False
 
 
 class Running:
@@ -236,7 +240,8 @@ def unbound_conf(d: Path) -> str:
         """)
 
 
-def make_contenders(dnsd: str, allowlist: Path, enforce: bool) -> "list[Contender]":
+def make_contenders(dnsd: str, allowlist: Path, enforce: bool,
+                    floor: str = "") -> "list[Contender]":
     def dnsd_argv(mode):
         return lambda d: [dnsd, "--listen", "127.0.0.1:53", "--upstream", L.UPSTREAM_V4,
                           "--allowlist", str(allowlist), "--nft-mode", mode]
@@ -265,6 +270,13 @@ def make_contenders(dnsd: str, allowlist: Path, enforce: bool) -> "list[Contende
         Contender("unbound", "unbound", write_conf("unbound.conf", unbound_conf),
                   config_text=unbound_conf, config_name="unbound.conf"),
     ]
+    if floor:
+        cs += [
+            Contender("floor-echo", "floor: UDP echo", lambda d: [floor, "127.0.0.1", "53"],
+                      floor=True),
+            Contender("floor-relay", "floor: UDP relay",
+                      lambda d: [floor, "127.0.0.1", "53", L.UPSTREAM_V4], floor=True),
+        ]
     return cs
 
 
@@ -405,7 +417,7 @@ class Bench:
                 pkt = sock.recv(4096)
                 if len(pkt) >= 12:
                     flags, an = struct.unpack("!H", pkt[2:4])[0], struct.unpack("!H", pkt[6:8])[0]
-                    if flags & 0x8000 and flags & 0xF == 0 and an > 0:
+                    if flags & 0x8000 and flags & 0xF == 0 and (an > 0 or c.floor):
                         return (time.monotonic() - t0) * 1000.0
 
     def stop(self) -> str:
@@ -697,9 +709,18 @@ def parse_dnsperf(text: str) -> dict:
 
 # --- the schedule ---------------------------------------------------------------------------
 
+def floor_steps(plan: Plan) -> "dict[str, set]":
+    """Where each floor is measured: the echo where a cache hit's CPU is judged (and its
+    saturation), the relay where a miss's is."""
+    return {"floor-echo": {("hit", "sat", None), ("hit", "rate", plan.cpu_hit_rate)},
+            "floor-relay": {("miss", "sat", None), ("miss", "rate", plan.cpu_miss_rate)}}
+
+
 def schedule(plan: Plan, contenders: "list[Contender]"):
     """(workload, kind, rate, seconds, contenders) in run order, for one round."""
     keys = [c.key for c in contenders]
+    floors = [c for c in contenders if c.floor]
+    contenders = [c for c in contenders if not c.floor]
     not_nftset = [c for c in contenders if c.key != "dnsmasq-nftset"]  # same path as dnsmasq
     steps = [("hit", "sat", None, None, not_nftset)]
     steps += [("hit", "rate", r, None, not_nftset) for r in plan.hit_rates]
@@ -711,6 +732,9 @@ def schedule(plan: Plan, contenders: "list[Contender]"):
         base = plan.cpu_miss_seconds if r == plan.cpu_miss_rate else plan.rate_seconds
         secs = min(base, max(1.0, 0.95 * MISS_NAMES / r))
         steps.append(("miss", "rate", r, secs, contenders))
+    where = floor_steps(plan)
+    steps = [(wl, kind, rate, secs, cs + [f for f in floors if (wl, kind, rate) in where[f.key]])
+             for wl, kind, rate, secs, cs in steps]
     assert keys
     return steps
 
@@ -842,6 +866,8 @@ class Report:
             None if r is None else f"{r:.2f}× ({fmt(self.med('dnsd', 'hit', 'rate', 'cpu_us_per_q', P.cpu_hit_rate))} vs "
             f"{fmt(self.med('unbound', 'hit', 'rate', 'cpu_us_per_q', P.cpu_hit_rate))} µs)",
             r is not None and r <= 0.75)
+        self.floor_row(g, "floor-echo", "unbound", "hit", P.cpu_hit_rate, "dnsd",
+                       "cache hit: a UDP echo (no work in user space)")
         r = self.ratio("dnsd", "unbound", "hit", "sat", "qps")
         row("cache hit: saturation ≥ unbound's",
             None if r is None else f"{r:.2f}× ({fmt(self.med('dnsd', 'hit', 'sat', 'qps'), '.0f')} vs "
@@ -859,6 +885,8 @@ class Report:
                 None if r is None else f"{r:.2f}× ({fmt(self.med(d_miss, 'miss', 'rate', 'cpu_us_per_q', P.cpu_miss_rate))} vs "
                 f"{fmt(self.med('dnsmasq-nftset', 'miss', 'rate', 'cpu_us_per_q', P.cpu_miss_rate))} µs)",
                 r is not None and r <= 0.25)
+            self.floor_row(g, "floor-relay", "dnsmasq-nftset", "miss", P.cpu_miss_rate, d_miss,
+                           "miss: a UDP relay to nsd (no cache, no parsing, no nftables)")
             r = self.ratio(d_miss, "dnsmasq-nftset", "miss", "sat", "cpu_us_per_q")
             if r is not None:
                 g.append(("(orientation) miss with installation: CPU/query at each one's saturation",
@@ -918,6 +946,18 @@ class Report:
                 p99 is not None and p99 < 1.0, "perf record of syscall tracepoints, see below")
         return g
 
+    def floor_row(self, g, floor, other, workload, rate, dnsd, what):
+        """An orientation row: the floor's CPU per query as a share of `other`'s, i.e. the
+        lowest ratio any server could reach against `other` on this machine."""
+        r = self.ratio(floor, other, workload, "rate", "cpu_us_per_q", rate)
+        if r is None:
+            return
+        above = self.ratio(dnsd, floor, workload, "rate", "cpu_us_per_q", rate)
+        g.append((f"(floor) {what}: CPU/query ÷ {self.label[other]}'s (at {rate} q/s)",
+                  f"{r:.2f}× ({fmt(self.med(floor, workload, 'rate', 'cpu_us_per_q', rate))} vs "
+                  f"{fmt(self.med(other, workload, 'rate', 'cpu_us_per_q', rate))} µs); "
+                  f"{self.label[dnsd]} ÷ floor {fmt(above, '.2f')}×", "–"))
+
     def ratio_same(self, key, wl_a, wl_b, rate):
         out = []
         for rnd in range(1, self.plan.rounds + 1):
@@ -945,7 +985,7 @@ class Report:
     def ratios_table(self) -> str:
         P = self.plan
         dnsd_keys = [c.key for c in self.cs if c.key.startswith("dnsd")]
-        others = [c.key for c in self.cs if not c.key.startswith("dnsd")]
+        others = [c.key for c in self.cs if not c.key.startswith("dnsd") and not c.floor]
         lines = ["| dnsd variant | vs | hit q/s | hit µs/q @%dk | mixed q/s | mixed µs/q @%dk "
                  "| denied µs/q @%dk | miss q/s | miss µs/q @%dk | RSS idle |"
                  % (P.cpu_hit_rate // 1000, P.cpu_hit_rate // 1000, P.cpu_hit_rate // 1000,
@@ -975,7 +1015,7 @@ class Report:
                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for c in self.cs:
             rs = [r for r in self.b.results if r.contender == c.key]
-            if not rs:
+            if not rs or c.floor:
                 continue
             miss = self.sel(c.key, "miss", "sat")
             after = median(r.rss_after_kib for r in miss)
@@ -994,7 +1034,7 @@ class Report:
         head = "| contender | " + " | ".join(f"{r // 1000}k/s" for r in rates) + " |"
         rows = [head, "|---|" + "---:|" * len(rates)]
         for c in self.cs:
-            if not self.sel(c.key, workload, "rate"):
+            if c.floor or not self.sel(c.key, workload, "rate"):
                 continue
             cells = []
             for rate in rates:
@@ -1059,6 +1099,17 @@ class Report:
             rows.append("| – | not measured (perf missing or perf record failed) ||||||||")
         return "\n".join(rows)
 
+    def floor_note(self) -> str:
+        if not any(c.floor for c in self.cs):
+            return "Floors (bench/dns_floor.c) not measured: run through bench/dns.sh."
+        return ("Floors: `bench/dns_floor.c`, a measuring rod, not a DNS server, runs in the "
+                "contenders' place: **UDP echo** answers each query with itself, QR set (one "
+                "blocking `recvmmsg` of up to 64 queries, one `sendmmsg`), measured on the hit "
+                "workload; **UDP relay** passes each query to nsd and the answer back under an ID "
+                "of its own (`poll`, then `recvmmsg`/`sendmmsg` per socket), measured on the miss "
+                "workload. Neither parses, caches or allocates: their CPU per query is the kernel's "
+                "share of every server's, the least any server can spend here.")
+
     def configs(self) -> str:
         out = []
         wd = Path("WORKDIR")
@@ -1067,6 +1118,8 @@ class Report:
                     for a in c.argv(self.b.work / c.key)]
             if c.key.startswith("dnsd"):
                 argv[0] = "dnsd"
+            if c.floor:
+                argv[0] = "dns_floor"
             line = f"{c.label}: `{' '.join(argv)}`"
             if c.config_name:
                 line += f", with {c.config_name}:\n\n```\n{c.config_text(wd).rstrip()}\n```"
@@ -1091,6 +1144,7 @@ class Report:
             "sat_s": f"{P.sat_seconds:g}", "rate_s": f"{P.rate_seconds:g}",
             "hit_rate": P.cpu_hit_rate, "miss_rate": P.cpu_miss_rate,
             "enforce_note": self.enforce_note, "configs": self.configs(),
+            "floor_note": self.floor_note(),
             "nft": NFT_TABLE_FOR_DNSMASQ.rstrip(),
             "goals": "\n".join(f"| {a} | {b} | {c} |" for a, b, c in self.goals()),
             "ratios": self.ratios_table(),
@@ -1152,6 +1206,7 @@ figures drift between runs; the ratios pair contenders measured minutes apart in
 * Start-up: time from fork+exec of the server (forked inside the namespace) to the first
   NOERROR answer to an allowed name (one query every 0.5 ms); "RSS idle" is VmRSS at that moment,
   "RSS after" VmRSS after the miss run. Medians over all starts.
+* {floor_note}
 * dnsmasq's `cache-size` is raised from its default 150 (smaller than the hit set) to 10000,
   dnsd's default `cache.max_entries`; unbound keeps its default cache sizes.
 * {enforce_note}
@@ -1265,7 +1320,7 @@ def plot(report: Report, work: Path, png: Path) -> None:
     plots = []
     for wl, rates, title in panels:
         series = []
-        for c in report.cs:
+        for c in (c for c in report.cs if not c.floor):
             rows = []
             for rate in rates:
                 rs = report.sel(c.key, wl, "rate", rate)
@@ -1362,7 +1417,7 @@ def report_from(args) -> int:
     try:
         allowlist = work / "allowlist.yaml"
         allowlist.write_text(f'domains:\n  - "*.{ZONE}"\n')
-        contenders = [c for c in make_contenders(args.dnsd, allowlist, raw["enforce"])
+        contenders = [c for c in make_contenders(args.dnsd, allowlist, raw["enforce"], "dns_floor")
                       if c.key in raw["contenders"]]
         bench = types.SimpleNamespace(results=[Result(**r) for r in raw["results"]],
                                       acks=raw["acks"], pairs=raw["pairs"], work=work)
@@ -1378,6 +1433,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dnsd", default=os.environ.get("DNSD", str(REPO / "build-bench/dnsd/dnsd")))
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--floor", default="",
+                    help="bench/dns_floor.c built: measure the floor contenders with it")
     ap.add_argument("--quick", action="store_true",
                     help="short runs and one round, to check the bench itself (figures are noisy)")
     ap.add_argument("--only", default="", help="comma-separated contender keys")
@@ -1407,6 +1464,9 @@ def main() -> int:
         if shutil.which(tool) is None:
             print(f"dns_bench: {tool} missing (bench/dns.sh installs it)", file=sys.stderr)
             return 2
+    if args.floor and not os.access(args.floor, os.X_OK):
+        print(f"dns_bench: {args.floor} is not executable", file=sys.stderr)
+        return 2
     if not os.access(args.dnsd, os.X_OK):
         print(f"dns_bench: dnsd not found at {args.dnsd} (bench/dns.sh builds it)",
               file=sys.stderr)
@@ -1423,7 +1483,7 @@ def main() -> int:
             else:
                 enforce, note = enforce_available(lab, args.dnsd, allowlist)
             log(note)
-            contenders = make_contenders(args.dnsd, allowlist, enforce)
+            contenders = make_contenders(args.dnsd, allowlist, enforce, args.floor)
             if args.only:
                 keep = set(args.only.split(","))
                 contenders = [c for c in contenders if c.key in keep]
