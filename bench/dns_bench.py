@@ -180,7 +180,7 @@ class Contender:
     config_text: Callable[[Path], str] = lambda d: ""
     config_name: str = ""
     # A measuring rod (bench/dns_floor.c), not a DNS server: measured only where it is the floor
-    # (FLOOR_STEPS), kept out of the start-up, ratio and latency tables. The echo's answers
+    # (floor_steps), kept out of the start-up, ratio and latency tables. The echo's answers
     # carry no records.
     floor: bool = False
 
@@ -913,11 +913,11 @@ class Report:
             den = median(x for p in ps for x in p["denied"])
             rr = median(p["ratio"] for p in ps)
             if rr is not None and 1.0 < rr <= 1.05:
-                g.append((f"denied queries cost no more than cache hits ({self.label[key]})",
+                g.append((f"denied queries cost no more than cache hits ({self.label.get(key, key)})",
                           f"{rr:.2f}× ({fmt(den)} vs {fmt(hit)} µs)",
                           "equal within the run-to-run noise (±5 %)"))
             else:
-                row(f"denied queries cost no more than cache hits ({self.label[key]})",
+                row(f"denied queries cost no more than cache hits ({self.label.get(key, key)})",
                     None if rr is None else f"{rr:.2f}× ({fmt(den)} vs {fmt(hit)} µs)",
                     rr is not None and rr <= 1.0)
         rr = self.ratio_attr("dnsd", "dnsmasq", "rss_idle_kib")
@@ -953,10 +953,11 @@ class Report:
         if r is None:
             return
         above = self.ratio(dnsd, floor, workload, "rate", "cpu_us_per_q", rate)
-        g.append((f"(floor) {what}: CPU/query ÷ {self.label[other]}'s (at {rate} q/s)",
+        g.append((f"(floor) {what}: CPU/query ÷ {self.label.get(other, other)}'s (at {rate} q/s)",
                   f"{r:.2f}× ({fmt(self.med(floor, workload, 'rate', 'cpu_us_per_q', rate))} vs "
-                  f"{fmt(self.med(other, workload, 'rate', 'cpu_us_per_q', rate))} µs); "
-                  f"{self.label[dnsd]} ÷ floor {fmt(above, '.2f')}×", "–"))
+                  f"{fmt(self.med(other, workload, 'rate', 'cpu_us_per_q', rate))} µs)"
+                  + ("" if above is None else
+                     f"; {self.label.get(dnsd, dnsd)} ÷ floor {above:.2f}×"), "–"))
 
     def ratio_same(self, key, wl_a, wl_b, rate):
         out = []
@@ -1101,7 +1102,8 @@ class Report:
 
     def floor_note(self) -> str:
         if not any(c.floor for c in self.cs):
-            return "Floors (bench/dns_floor.c) not measured: run through bench/dns.sh."
+            return ("Floors (bench/dns_floor.c) not measured in this run (bench/dns.sh builds "
+                    "and passes `--floor`; `--only` may have left them out).")
         return ("Floors: `bench/dns_floor.c`, a measuring rod, not a DNS server, runs in the "
                 "contenders' place: **UDP echo** answers each query with itself, QR set (one "
                 "blocking `recvmmsg` of up to 64 queries, one `sendmmsg`), measured on the hit "
