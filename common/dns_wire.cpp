@@ -62,7 +62,10 @@ struct NameRead {
 
 // RFC 1035 §4.1.4. A pointer must point strictly before itself, which no loop-free compressor
 // violates, and never into the header, whose octets are not names (and change when dnsd rewrites
-// the ID and flags of a cached answer). Following at most kMaxPointerJumps ends every loop; the
+// the ID and flags of a cached answer). What is read through a pointer must also end before that
+// pointer: a compressor points at a suffix it wrote earlier, never at labels that run on over
+// the pointer into the octets after it (the rest of the record: its TTL, which read_name cannot
+// check yet, or later records). Following at most kMaxPointerJumps ends every loop; the
 // 255-octet cap is Name::append_label's. `visit(offset, length)` sees each run of octets read
 // (length octet and label, or pointer) and refuses the name by returning false.
 template <typename Visit>
@@ -70,6 +73,7 @@ std::optional<NameRead> walk_name(std::span<const std::uint8_t> msg, std::size_t
   NameRead out;
   Reader walk(msg, pos);
   std::optional<std::size_t> resume;
+  std::size_t limit = msg.size();  // every octet read lies before this: the last pointer taken
   int jumps = 0;
   for (;;) {
     const std::size_t at = walk.pos();
@@ -77,16 +81,17 @@ std::optional<NameRead> walk_name(std::span<const std::uint8_t> msg, std::size_t
     if (!len) return std::nullopt;
     const std::uint8_t kind = *len & kLabelTypeMask;
     if (kind == kLabelNormal) {
-      if (!visit(at, 1u + *len)) return std::nullopt;
+      if (1u + *len > limit - at || !visit(at, 1u + *len)) return std::nullopt;
       if (*len == 0) break;
       auto label = walk.bytes(*len);
       if (!label || !out.name.append_label(*label)) return std::nullopt;
     } else if (kind == kLabelPointer) {
       auto low = walk.u8();
-      if (!low || !visit(at, 2)) return std::nullopt;
+      if (!low || 2 > limit - at || !visit(at, 2)) return std::nullopt;
       const std::size_t target = static_cast<std::size_t>(*len & ~kLabelTypeMask) << 8 | *low;
       if (target >= at || target < kHeaderSize || ++jumps > kMaxPointerJumps) return std::nullopt;
       if (!resume) resume = walk.pos();
+      limit = at;
       walk = Reader(msg, target);
     } else {
       return std::nullopt;  // 01 (RFC 6891 §5: extended labels, retired) and 10: reserved

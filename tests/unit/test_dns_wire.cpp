@@ -850,6 +850,27 @@ TEST_CASE("dns_wire: prepare_answer refuses names made of TTL octets, which rend
   }});
   set16(cname_own_ttl, kAn, 1);
   CHECK_FALSE(dns::prepare_answer(cname_own_ttl, q).answer);
+
+  // A pointer back whose labels run on, past the pointer itself, into the record's own TTL:
+  // that TTL is not yet known when the owner is read, so only "octets read through a pointer
+  // lie before it" refuses it. (Found by fuzz_answer: the client's copy did not parse.)
+  const Bytes opaque = {
+      0xC0, 0x0C,                                    // 28: owner github.com
+      0x00, 0x0A, 0x00, 0x01,                        // NULL IN: RDATA is anything
+      0x00, 0x00, 0x00, 0x3C,                        // TTL 60
+      0x00, 0x02, 0x0A, 'x',                         // RDLENGTH 2; 40: reads as a 10-octet label
+  };
+  const Bytes owner_runs_on = {
+      0xC0, 0x28,                                    // 42: owner: pointer to 40, whose label
+      0x00, 0x01, 0x00, 0x01,                        //     covers 41..50: this pointer, A IN,
+      0x00, 0x00, 0x00, 0x00,                        // 48: and the TTL, whose last octet (51)
+      0x00, 0x04, 192, 0, 2, 1,                      //     ends the name as a root
+  };
+  const Bytes runs_on = cat({header_and_question, opaque, owner_runs_on});
+  CHECK(std::string(dns::prepare_answer(runs_on, q).reason) == "malformed or missing record");
+  Bytes stays_before = runs_on;                      // the same pointer to "github.com" at 12
+  stays_before[43] = 0x0C;
+  CHECK(dns::prepare_answer(stays_before, q).answer);
 }
 
 TEST_CASE("dns_wire: prepare_answer refuses an OPT that is not last and a second OPT") {
